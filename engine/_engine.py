@@ -1,0 +1,896 @@
+"""The engine: one process's share of the history service.
+
+It owns shards, appends events through :class:`~cadenza.engine._mutation.Mutation` writes,
+dispatches workflow and activity tasks to workers (long polls), fires timers and runs transfer
+tasks (work that crosses executions: starting children, notifying parents). Clients and workers
+call the public coroutines here, in process or through the HTTP frontend.
+
+The operations are grouped in mixins by area (``_workflow_tasks``, ``_activity_tasks``,
+``_timeouts``, ``_transfer``); this module holds the lifecycle, the update loop and the client
+operations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import inspect
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+
+from cadenza.engine._activity_tasks import ActivityTaskOps
+from cadenza.engine._api import (
+    ID_CONFLICT_POLICIES,
+    ID_REUSE_POLICIES,
+    PendingActivityView,
+    StartWorkflowRequest,
+    StartWorkflowResponse,
+    WorkflowDescription,
+)
+from cadenza.engine._config import Settings
+from cadenza.engine._mutation import Mutation
+from cadenza.engine._notify import Notifier, wait_event
+from cadenza.engine._schedules import ScheduleOps
+from cadenza.engine._shards import ShardController, shard_for
+from cadenza.engine._timeouts import TimeoutOps
+from cadenza.engine._transfer import TransferOps
+from cadenza.engine._validation import MAX_NAME_LENGTH, check_id
+from cadenza.engine._workflow_tasks import WorkflowTaskOps
+from cadenza.history import (
+    ConditionFailedError,
+    ExecutionRecord,
+    ExecutionSummary,
+    HistoryEvent,
+    HistoryStore,
+    InvalidArgumentError,
+    NewExecution,
+    PayloadTooLargeError,
+    QueryFailedError,
+    ShardOwnershipLostError,
+    SqlStore,
+    StoreError,
+    TaskRecord,
+    UnknownTypeError,
+    WorkflowAlreadyStartedError,
+    WorkflowClosedError,
+    WorkflowNotFoundError,
+    verify_chain,
+)
+from cadenza.history._chain import ChainVerdict
+from cadenza.history._events import (
+    ParentRef,
+    WorkflowExecutionCancelRequested,
+    WorkflowExecutionSignaled,
+    WorkflowExecutionStarted,
+    WorkflowExecutionTerminated,
+)
+from cadenza.timers import Clock, SystemClock, TimerService
+
+log = logging.getLogger("cadenza.engine")
+
+T = TypeVar("T")
+
+_MAX_CAS_RETRIES = 50
+
+
+class _PendingQuery:
+    __slots__ = ("args", "future", "query_id", "query_type", "record")
+
+    def __init__(self, record: ExecutionRecord, query_type: str, args: msgspec.Raw) -> None:
+        self.query_id = uuid.uuid4().hex
+        self.record = record
+        self.query_type = query_type
+        self.args = args
+        self.future: asyncio.Future[msgspec.Raw] = asyncio.get_running_loop().create_future()
+
+
+class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, ScheduleOps):
+    """The history service of one process.
+
+    Args:
+        settings: Engine settings (database URL, limits, timeouts).
+        store: A store to use instead of opening ``settings.database_url``.
+        clock: Time source (a virtual clock in tests).
+        owner: Unique id of this process for shard leases (random by default).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        store: HistoryStore | None = None,
+        clock: Clock | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self._own_store = store is None
+        self.owner = owner or f"engine-{uuid.uuid4().hex[:12]}"
+        self.store: HistoryStore = store or SqlStore(
+            self.settings.database_url,
+            idle_txn_timeout=max(2.0, self.settings.shard_lease_seconds),
+            application_name=self.owner,
+        )
+        self.clock: Clock = clock or SystemClock()
+        self.notifier = Notifier()
+        self.shards: ShardController | None = None
+        self.timer_service: TimerService | None = None
+        self.shard_count = self.settings.shard_count
+        self._stop = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._run_locks: dict[str, asyncio.Lock] = {}
+        self._run_lock_users: collections.Counter[str] = collections.Counter()
+        self._queries: dict[tuple[str, str], collections.deque[_PendingQuery]] = {}
+        self._queries_by_id: dict[str, _PendingQuery] = {}
+        self._registered: set[tuple[str, str, str, frozenset[str]]] = set()
+        self._random = random.Random()
+        # Rows of executions this process wrote last (it owns their shards, so they are
+        # current unless a compare-and-swap says otherwise) and task rows it handed out.
+        self._executions: collections.OrderedDict[str, ExecutionRecord] = collections.OrderedDict()
+        self._execution_cache_size = 10_000
+        self._claimed: dict[str, TaskRecord] = {}
+        self.inflight_tasks = 0
+        self._inflight_ids: set[str] = set()
+        self.started = False
+        self.failure: BaseException | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, *, take_shards: bool = True) -> None:
+        """Migrate the schema, take shards and start the background loops.
+
+        With ``take_shards=False`` the engine only reads (command-line tools next to a running
+        server): it owns no shard, so any write raises ShardOwnershipLostError.
+        """
+        await self.store.migrate()
+        self.shard_count = await self.store.ensure_cluster(self.settings.shard_count)
+        if not take_shards:
+            self.started = True
+            return
+        self.shards = ShardController(
+            self.store,
+            self.owner,
+            self.shard_count,
+            self.settings.shard_lease_seconds,
+            SystemClock(),
+            address=self.settings.advertise_url,
+            on_acquired=self._on_shard_acquired,
+            on_released=self.forget_shard,
+        )
+        await self.shards.acquire_available()
+        self.timer_service = TimerService(
+            self.store, self.clock, self.fire_timer, self.shards.owned
+        )
+        await self.recover_transfer_tasks()
+        timer_service, shards = self.timer_service, self.shards
+        self._spawn(lambda: timer_service.run(self._stop), "timers")
+        self._spawn(lambda: shards.run(self._stop), "shard-leases")
+        self._spawn(lambda: self.transfer_loop(self._stop), "transfer")
+        self._spawn(lambda: self.store.listen(self.on_cluster_notice, self._stop), "cluster-notify")
+        self.started = True
+        log.info(
+            "engine %s started on %s with %d/%d shards",
+            self.owner,
+            self.store.dialect,
+            len(self.shards.owned()),
+            self.shard_count,
+        )
+
+    def _spawn(self, loop_factory: Callable[[], Awaitable[None]], name: str) -> None:
+        async def supervised() -> None:
+            try:
+                await loop_factory()
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # a dead loop must stop the engine loudly
+                log.critical("engine loop %s died: %r; stopping the engine", name, exc)
+                self.failure = exc
+                self._stop.set()
+                self.notifier.notify_all()
+
+        self._loops.append(asyncio.create_task(supervised(), name=f"cadenza-{name}"))
+
+    def _on_shard_acquired(self, shard_id: int) -> None:
+        if self.timer_service is not None:
+            self.timer_service.notify(0)
+        self.notifier.notify("transfer")
+
+    async def wait_stopped(self) -> None:
+        """Return once the engine is stopping (stop() was called or a loop died)."""
+        await self._stop.wait()
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called (or a loop died)."""
+        return self._stop.is_set()
+
+    async def stop(self) -> None:
+        """Stop the loops, release the shards, close the store we opened."""
+        self._stop.set()
+        self.notifier.notify_all()
+        for pending in list(self._queries_by_id.values()):
+            if not pending.future.done():
+                pending.future.set_exception(QueryFailedError("engine is shutting down"))
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._loops.clear()
+        if self.shards is not None:
+            with contextlib.suppress(StoreError):
+                await self.shards.release_all()
+        if self._own_store:
+            await self.store.close()
+        self.started = False
+        log.info("engine %s stopped", self.owner)
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ helpers
+
+    def shard_of(self, namespace: str, workflow_id: str) -> int:
+        """The shard of a workflow id."""
+        return shard_for(namespace, workflow_id, self.shard_count)
+
+    def range_id(self, shard_id: int) -> int:
+        """Our fencing token for a shard (raises if we do not own it)."""
+        if self.shards is None:
+            raise ShardOwnershipLostError(shard_id, -1)
+        return self.shards.range_id(shard_id)
+
+    def check_payload(self, field: str, payload: msgspec.Raw | bytes) -> None:
+        """Reject a payload over the configured limit."""
+        size = len(payload)
+        if size > self.settings.payload_limit_bytes:
+            raise PayloadTooLargeError(
+                field,
+                f"payload is {size} bytes; the limit is {self.settings.payload_limit_bytes} bytes",
+            )
+
+    @contextlib.asynccontextmanager
+    async def _run_lock(self, run_id: str):  # type: ignore[no-untyped-def]
+        lock = self._run_locks.get(run_id)
+        if lock is None:
+            lock = self._run_locks[run_id] = asyncio.Lock()
+        self._run_lock_users[run_id] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._run_lock_users[run_id] -= 1
+            if self._run_lock_users[run_id] <= 0:
+                del self._run_lock_users[run_id]
+                self._run_locks.pop(run_id, None)
+
+    async def update(
+        self,
+        shard_id: int,
+        run_id: str,
+        decide: Callable[[Mutation], T | Awaitable[T]],
+        *,
+        missing_ok: bool = False,
+    ) -> T | None:
+        """Read an execution, let ``decide`` add events, write it with CAS; retry on conflict.
+
+        ``decide`` may raise to abort (nothing is written). Returns what ``decide`` returned.
+        """
+        async with self._run_lock(run_id):
+            for _ in range(_MAX_CAS_RETRIES):
+                # The cached row is taken out while this update owns it: if anything below
+                # fails, it is simply not put back and the next update reads the database.
+                record = self._executions.pop(run_id, None)
+                if record is None or record.shard_id != shard_id:
+                    record = await self.store.get_execution(shard_id, run_id)
+                if record is None:
+                    if missing_ok:
+                        return None
+                    raise WorkflowNotFoundError("?", run_id)
+                mutation = Mutation(
+                    shard_id=shard_id,
+                    range_id=self.range_id(shard_id),
+                    namespace=record.namespace,
+                    workflow_id=record.workflow_id,
+                    run_id=run_id,
+                    now_ms=self.clock.now_ms(),
+                    record=record,
+                )
+                mutation.sticky_timeout_ms = int(self.settings.sticky_timeout * 1000)
+                result = decide(mutation)
+                if inspect.isawaitable(result):
+                    result = await result
+                if mutation.empty:
+                    self._remember(record)
+                    return result  # type: ignore[return-value]
+                if await self.commit(mutation):
+                    return result  # type: ignore[return-value]
+            raise StoreError(f"run {run_id}: too many concurrent writers")
+
+    def _remember(self, record: ExecutionRecord) -> None:
+        if not record.state.running:
+            return
+        self._executions[record.run_id] = record
+        if len(self._executions) > self._execution_cache_size:
+            self._executions.popitem(last=False)
+
+    def forget_shard(self, shard_id: int) -> None:
+        """Drop cached rows of a shard we no longer own."""
+        for run_id in [r for r, rec in self._executions.items() if rec.shard_id == shard_id]:
+            del self._executions[run_id]
+
+    @property
+    def clustered(self) -> bool:
+        """Several servers share this database: wake-ups must cross processes."""
+        return (
+            self.store.dialect == "postgresql"
+            and self.shards is not None
+            and len(self.shards.members) > 1
+        )
+
+    def _cluster_notices(self, mutation: Mutation) -> None:
+        for m in (mutation, *mutation.also):
+            keys = {
+                (t.kind, t.namespace, t.task_queue) for t in m.tasks_insert if t.kind != "transfer"
+            }
+            keys.update(m.wake_keys)
+            m.notify = [f"{self.owner}|t|{k}|{ns}|{q}" for k, ns, q in sorted(keys)]
+            if m.closed:
+                m.notify.append(f"{self.owner}|c|{m.run_id}")
+
+    def on_cluster_notice(self, line: str) -> None:
+        """A NOTIFY from another server: wake local pollers, the timer loop, result waiters."""
+        parts = line.split("|")
+        if len(parts) < 3 or parts[0] == self.owner:
+            return
+        kind = parts[1]
+        if kind == "t" and len(parts) == 5:
+            self.notifier.notify_one((parts[2], parts[3], parts[4]))
+        elif kind == "m" and len(parts) == 4 and self.timer_service is not None:
+            if self.shards is not None and int(parts[2]) in self.shards.owned():
+                self.timer_service.notify(int(parts[3]))
+        elif kind == "c":
+            self.notifier.notify(("closed", parts[2]))
+
+    def timer_notices(self, timers: list[Any]) -> list[str]:
+        """NOTIFY lines for timers written into shards another server owns."""
+        if not self.clustered or self.shards is None:
+            return []
+        owned = set(self.shards.owned())
+        return [
+            f"{self.owner}|m|{t.shard_id}|{t.fire_at_ms}" for t in timers if t.shard_id not in owned
+        ]
+
+    async def commit(self, mutation: Mutation) -> bool:
+        """Write a mutation; False if the CAS lost (the caller re-reads and retries)."""
+        if self.clustered:
+            self._cluster_notices(mutation)
+        for m in (mutation, *mutation.also):
+            m.writer = self.owner
+        try:
+            await self.store.write(mutation.to_write())
+        except ConditionFailedError:
+            return False
+        except ShardOwnershipLostError:
+            if self.shards is not None:
+                self.shards.drop(mutation.shard_id)
+            self.forget_shard(mutation.shard_id)
+            raise
+        self._after_commit(mutation)
+        for m in (mutation, *mutation.also):
+            self._remember(m.written_record())
+        return True
+
+    def _after_commit(self, mutation: Mutation) -> None:
+        for m in (mutation, *mutation.also):
+            for task in m.tasks_insert:
+                if task.kind == "transfer":
+                    self.notifier.notify("transfer")
+                else:
+                    self.notifier.notify_one((task.kind, task.namespace, task.task_queue))
+            for key in m.wake_keys:
+                self.notifier.notify_one(key)
+            for task in m.tasks_insert:
+                if task.sticky_worker and task.sticky_until_ms:
+                    key = (task.kind, task.namespace, task.task_queue)
+                    delay = max(0.0, (task.sticky_until_ms - self.clock.now_ms()) / 1000)
+                    asyncio.get_running_loop().call_later(delay + 0.01, self.notifier.notify, key)
+            if m.timers_insert and self.timer_service is not None:
+                self.timer_service.notify(min(t.fire_at_ms for t in m.timers_insert))
+            if m.closed:
+                self.notifier.notify(("closed", m.run_id))
+            if m.events:
+                self.notifier.notify(("events", m.run_id))
+
+    async def load_run(
+        self, namespace: str, workflow_id: str, run_id: str | None = None
+    ) -> ExecutionRecord:
+        """The named run, or the workflow id's running (else latest) run."""
+        check_id("workflow_id", workflow_id)
+        shard_id = self.shard_of(namespace, workflow_id)
+        if run_id:
+            record = await self.store.get_execution(shard_id, run_id)
+            if record is None or record.workflow_id != workflow_id or record.namespace != namespace:
+                raise WorkflowNotFoundError(workflow_id, run_id)
+            return record
+        record = await self.store.latest_run(shard_id, namespace, workflow_id)
+        if record is None:
+            raise WorkflowNotFoundError(workflow_id)
+        return record
+
+    # ------------------------------------------------------------------ start
+
+    async def start_workflow(
+        self, request: StartWorkflowRequest, *, parent: ParentRef | None = None
+    ) -> StartWorkflowResponse:
+        """Start an execution, applying the id conflict and reuse policies.
+
+        Raises:
+            InvalidArgumentError: a bad id, type, queue, policy or timeout (nothing written).
+            PayloadTooLargeError: the input is over the limit.
+            UnknownTypeError: workers on the queue do not know the workflow type.
+            WorkflowAlreadyStartedError: the policies reject the start.
+        """
+        await self._validate_start(request)
+        namespace, workflow_id = request.namespace, request.workflow_id
+        shard_id = self.shard_of(namespace, workflow_id)
+        for _ in range(_MAX_CAS_RETRIES):
+            existing = await self.store.latest_run(shard_id, namespace, workflow_id)
+            if existing is not None:
+                if request.request_id and request.request_id in existing.state.request_ids:
+                    return StartWorkflowResponse(
+                        workflow_id=workflow_id, run_id=existing.run_id, started=False
+                    )
+                if existing.status == "running":
+                    policy = request.id_conflict_policy
+                    if policy == "use_existing":
+                        return StartWorkflowResponse(
+                            workflow_id=workflow_id, run_id=existing.run_id, started=False
+                        )
+                    if policy == "terminate_existing":
+                        await self.terminate_workflow(
+                            namespace,
+                            workflow_id,
+                            existing.run_id,
+                            reason="terminated by a start with id_conflict_policy=terminate_existing",
+                            identity=request.identity,
+                        )
+                        continue
+                    raise WorkflowAlreadyStartedError(
+                        workflow_id, existing.run_id, "a run with this id is running"
+                    )
+                reuse = request.id_reuse_policy
+                if reuse == "reject_duplicate":
+                    raise WorkflowAlreadyStartedError(
+                        workflow_id, existing.run_id, "id_reuse_policy is reject_duplicate"
+                    )
+                if reuse == "allow_duplicate_failed_only" and existing.status == "completed":
+                    raise WorkflowAlreadyStartedError(
+                        workflow_id,
+                        existing.run_id,
+                        "the last run completed and id_reuse_policy is allow_duplicate_failed_only",
+                    )
+            run_id = str(uuid.uuid4())
+            mutation = self.new_run_mutation(
+                shard_id=shard_id,
+                namespace=namespace,
+                workflow_id=workflow_id,
+                run_id=run_id,
+                started=WorkflowExecutionStarted(
+                    workflow_type=request.workflow_type,
+                    task_queue=request.task_queue,
+                    input=request.input,
+                    random_seed=self._random.getrandbits(63),
+                    first_run_id=run_id,
+                    parent=parent,
+                    execution_timeout=request.execution_timeout,
+                    run_timeout=request.run_timeout,
+                    task_timeout=request.task_timeout or self.settings.workflow_task_timeout,
+                    retry_policy=request.retry_policy,
+                    trigger=request.trigger,
+                    memo=request.memo,
+                    identity=request.identity,
+                    request_id=request.request_id,
+                ),
+            )
+            if await self.commit(mutation):
+                log.debug("started %s %s run %s", request.workflow_type, workflow_id, run_id)
+                return StartWorkflowResponse(workflow_id=workflow_id, run_id=run_id, started=True)
+        raise StoreError(f"workflow {workflow_id!r}: too many concurrent starts")
+
+    def new_run_mutation(
+        self,
+        *,
+        shard_id: int,
+        namespace: str,
+        workflow_id: str,
+        run_id: str,
+        started: WorkflowExecutionStarted,
+        now_ms: int | None = None,
+    ) -> Mutation:
+        """A mutation creating a run: started event, first workflow task, run timeout."""
+        now = self.clock.now_ms() if now_ms is None else now_ms
+        mutation = Mutation(
+            shard_id=shard_id,
+            range_id=self.range_id(shard_id),
+            namespace=namespace,
+            workflow_id=workflow_id,
+            run_id=run_id,
+            now_ms=now,
+            create=NewExecution(
+                workflow_type=started.workflow_type,
+                task_queue=started.task_queue,
+                start_time_ms=now,
+            ),
+        )
+        mutation.add(started)
+        mutation.schedule_workflow_task()
+        timeouts = [x for x in (started.run_timeout, started.execution_timeout) if x]
+        if timeouts:
+            mutation.timer(
+                f"wf-timeout:{run_id}", now + int(min(timeouts) * 1000), "workflow_timeout", 1
+            )
+        return mutation
+
+    async def _validate_start(self, request: StartWorkflowRequest) -> None:
+        check_id("workflow_id", request.workflow_id)
+        check_id("workflow_type", request.workflow_type, MAX_NAME_LENGTH)
+        check_id("task_queue", request.task_queue, MAX_NAME_LENGTH)
+        check_id("namespace", request.namespace, MAX_NAME_LENGTH)
+        if request.id_reuse_policy not in ID_REUSE_POLICIES:
+            raise InvalidArgumentError(
+                "id_reuse_policy", f"must be one of {', '.join(ID_REUSE_POLICIES)}"
+            )
+        if request.id_conflict_policy not in ID_CONFLICT_POLICIES:
+            raise InvalidArgumentError(
+                "id_conflict_policy", f"must be one of {', '.join(ID_CONFLICT_POLICIES)}"
+            )
+        for name in ("execution_timeout", "run_timeout", "task_timeout"):
+            value = getattr(request, name)
+            if value is not None and value <= 0:
+                raise InvalidArgumentError(name, "must be positive")
+        self.check_payload("input", request.input)
+        await self.check_type_registered(
+            request.namespace, request.task_queue, "workflow", request.workflow_type
+        )
+
+    async def check_type_registered(
+        self, namespace: str, task_queue: str, kind: str, type_name: str
+    ) -> None:
+        """With ``strict_types``, reject a type that the queue's workers do not serve."""
+        if not self.settings.strict_types:
+            return
+        known = await self.store.registered_types(namespace, task_queue, kind)
+        if known and type_name not in known:
+            raise UnknownTypeError(
+                f"{kind}_type",
+                f"{type_name!r} is not registered by any worker on task queue {task_queue!r} "
+                f"(known: {', '.join(sorted(known))})",
+            )
+
+    async def register_types(
+        self, namespace: str, task_queue: str, kind: str, names: frozenset[str]
+    ) -> None:
+        """Record what a polling worker serves (once per engine and set of names)."""
+        key = (namespace, task_queue, kind, names)
+        if key in self._registered or not names:
+            return
+        await self.store.register_types(
+            namespace, task_queue, kind, sorted(names), self.clock.now_ms()
+        )
+        self._registered.add(key)
+
+    # ------------------------------------------------------------------ signal, cancel, terminate
+
+    async def signal_workflow(
+        self,
+        namespace: str,
+        workflow_id: str,
+        run_id: str | None,
+        signal_name: str,
+        input: msgspec.Raw,
+        *,
+        request_id: str = "",
+        identity: str = "",
+    ) -> None:
+        """Deliver a signal to a running execution.
+
+        Raises:
+            WorkflowClosedError: the execution has closed (nothing is written).
+        """
+        check_id("signal_name", signal_name, MAX_NAME_LENGTH)
+        self.check_payload("input", input)
+        record = await self.load_run(namespace, workflow_id, run_id)
+
+        def decide(m: Mutation) -> None:
+            if not m.state.running:
+                raise WorkflowClosedError(workflow_id, m.run_id, m.state.status, "signal")
+            if request_id and request_id in m.state.request_ids:
+                return
+            m.add(
+                WorkflowExecutionSignaled(
+                    signal_name=signal_name, input=input, identity=identity, request_id=request_id
+                )
+            )
+            m.schedule_workflow_task()
+
+        await self.update(record.shard_id, record.run_id, decide)
+
+    async def request_cancel_workflow(
+        self,
+        namespace: str,
+        workflow_id: str,
+        run_id: str | None = None,
+        *,
+        reason: str = "",
+        request_id: str = "",
+        identity: str = "",
+    ) -> None:
+        """Ask a running execution to cancel; its code decides how (it may clean up)."""
+        record = await self.load_run(namespace, workflow_id, run_id)
+
+        def decide(m: Mutation) -> None:
+            if not m.state.running:
+                raise WorkflowClosedError(workflow_id, m.run_id, m.state.status, "cancel")
+            if m.state.cancel_requested or (request_id and request_id in m.state.request_ids):
+                return
+            m.add(
+                WorkflowExecutionCancelRequested(
+                    reason=reason, identity=identity, request_id=request_id
+                )
+            )
+            m.schedule_workflow_task()
+
+        await self.update(record.shard_id, record.run_id, decide)
+
+    async def terminate_workflow(
+        self,
+        namespace: str,
+        workflow_id: str,
+        run_id: str | None = None,
+        *,
+        reason: str = "",
+        identity: str = "",
+    ) -> None:
+        """Close a running execution at once; its code does not run again."""
+        record = await self.load_run(namespace, workflow_id, run_id)
+
+        def decide(m: Mutation) -> None:
+            if not m.state.running:
+                raise WorkflowClosedError(workflow_id, m.run_id, m.state.status, "terminate")
+            self.close_with(m, WorkflowExecutionTerminated(reason=reason, identity=identity))
+
+        await self.update(record.shard_id, record.run_id, decide)
+
+    # ------------------------------------------------------------------ reads
+
+    async def describe_workflow(
+        self, namespace: str, workflow_id: str, run_id: str | None = None
+    ) -> WorkflowDescription:
+        """Status, timing, pending work of a run."""
+        record = await self.load_run(namespace, workflow_id, run_id)
+        state = record.state
+        views: list[PendingActivityView] = []
+        for act in state.activities.values():
+            task = await self.store.get_task(
+                record.shard_id, f"a:{record.run_id}:{act.scheduled_event_id}"
+            )
+            if task is None:
+                status = "scheduled"
+            elif task.lease_owner:
+                status = "started"
+            elif task.visible_at_ms is None:
+                status = "backing_off"
+            else:
+                status = "scheduled"
+            views.append(
+                PendingActivityView(
+                    activity_id=act.activity_id,
+                    activity_type=act.activity_type,
+                    scheduled_event_id=act.scheduled_event_id,
+                    attempt=act.attempt,
+                    state="cancel_requested" if act.cancel_requested else status,
+                    last_heartbeat_details=task.heartbeat_details if task else None,
+                )
+            )
+        memo: dict[str, Any] = {}
+        first = await self.store.read_events(record.shard_id, record.run_id, 0, 1, 1)
+        if first and isinstance(first[0].attributes, WorkflowExecutionStarted):
+            memo = first[0].attributes.memo
+        return WorkflowDescription(
+            namespace=record.namespace,
+            workflow_id=record.workflow_id,
+            run_id=record.run_id,
+            workflow_type=record.workflow_type,
+            task_queue=record.task_queue,
+            status=record.status,
+            start_time_ms=record.start_time_ms,
+            close_time_ms=record.close_time_ms,
+            history_length=record.next_event_id - 1,
+            last_hash=record.last_hash,
+            pending_activities=views,
+            pending_timers=len(state.timers),
+            pending_children=len(state.children),
+            memo=memo,
+            parent_workflow_id=state.parent.workflow_id if state.parent else None,
+        )
+
+    async def get_history(
+        self,
+        namespace: str,
+        workflow_id: str,
+        run_id: str | None = None,
+        *,
+        after: int = 0,
+        up_to: int | None = None,
+        limit: int = 1000,
+    ) -> tuple[str, list[HistoryEvent]]:
+        """A page of a run's history: ``(run_id, events after `after`)``."""
+        if limit < 1 or limit > 10_000:
+            raise InvalidArgumentError("limit", "must be between 1 and 10000")
+        record = await self.load_run(namespace, workflow_id, run_id)
+        events = await self.store.read_events(record.shard_id, record.run_id, after, up_to, limit)
+        return record.run_id, events
+
+    async def verify_history(
+        self, namespace: str, workflow_id: str, run_id: str | None = None
+    ) -> ChainVerdict:
+        """Verify a run's hash chain end to end, and that it ends at the stored last hash."""
+        record = await self.load_run(namespace, workflow_id, run_id)
+        events: list[HistoryEvent] = []
+        after = 0
+        while True:
+            page = await self.store.read_events(record.shard_id, record.run_id, after, None, 1000)
+            events.extend(page)
+            if len(page) < 1000:
+                break
+            after = page[-1].event_id
+        verdict = verify_chain(record.namespace, record.workflow_id, record.run_id, events)
+        if verdict.ok and events and events[-1].hash != record.last_hash:
+            return ChainVerdict(
+                False,
+                len(events),
+                events[-1].event_id,
+                "last event does not match the execution's last hash",
+            )
+        if verdict.ok and len(events) != record.next_event_id - 1:
+            return ChainVerdict(
+                False, len(events), len(events) + 1, "events are missing at the end"
+            )
+        return verdict
+
+    async def list_workflows(
+        self,
+        namespace: str = "default",
+        *,
+        status: str | None = None,
+        workflow_type: str | None = None,
+        workflow_id: str | None = None,
+        started_after_ms: int | None = None,
+        started_before_ms: int | None = None,
+        limit: int = 100,
+    ) -> list[ExecutionSummary]:
+        """Executions matching the filters, newest first."""
+        if limit < 1 or limit > 10_000:
+            raise InvalidArgumentError("limit", "must be between 1 and 10000")
+        return await self.store.list_executions(
+            namespace=namespace,
+            status=status,
+            workflow_type=workflow_type,
+            workflow_id=workflow_id,
+            started_after_ms=started_after_ms,
+            started_before_ms=started_before_ms,
+            limit=limit,
+        )
+
+    async def wait_closed(
+        self, namespace: str, workflow_id: str, run_id: str, timeout: float | None = None
+    ) -> ExecutionRecord:
+        """Wait until a run closes (or the timeout, which raises TimeoutError)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            waiter = self.notifier.waiter(("closed", run_id))
+            record = await self.load_run(namespace, workflow_id, run_id)
+            if not record.state.running:
+                return record
+            remaining = 1.0 if deadline is None else min(1.0, deadline - loop.time())
+            if remaining <= 0:
+                raise TimeoutError(f"workflow {workflow_id!r} did not close in time")
+            # Short waits also notice closes made by other processes.
+            await wait_event(waiter, remaining)
+
+    async def wait_for_close(
+        self, namespace: str, workflow_id: str, run_id: str, timeout: float | None = None
+    ) -> tuple[str, HistoryEvent]:
+        """Wait until a run closes; returns its status and the event that closed it.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        record = await self.wait_closed(namespace, workflow_id, run_id, timeout)
+        return record.status, await self.close_event(record)
+
+    async def close_event(self, record: ExecutionRecord) -> HistoryEvent:
+        """The event that closed a run."""
+        events = await self.store.read_events(
+            record.shard_id,
+            record.run_id,
+            record.state.close_event_id - 1,
+            record.state.close_event_id,
+            1,
+        )
+        if not events:
+            raise StoreError(f"run {record.run_id}: close event missing")
+        return events[0]
+
+    # ------------------------------------------------------------------ queries
+
+    async def query_workflow(
+        self,
+        namespace: str,
+        workflow_id: str,
+        run_id: str | None,
+        query_type: str,
+        args: msgspec.Raw,
+        *,
+        timeout: float = 10.0,
+    ) -> msgspec.Raw:
+        """Ask a worker of the run's task queue to answer a query from the workflow's state."""
+        check_id("query_type", query_type, MAX_NAME_LENGTH)
+        self.check_payload("args", args)
+        record = await self.load_run(namespace, workflow_id, run_id)
+        pending = _PendingQuery(record, query_type, args)
+        key = (record.namespace, record.task_queue)
+        self._queries.setdefault(key, collections.deque()).append(pending)
+        self._queries_by_id[pending.query_id] = pending
+        self.notifier.notify_one(("workflow", record.namespace, record.task_queue))
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.future), timeout)
+        except TimeoutError:
+            raise QueryFailedError(
+                f"no worker answered query {query_type!r} within {timeout:g} s"
+            ) from None
+        finally:
+            self._queries_by_id.pop(pending.query_id, None)
+            with contextlib.suppress(ValueError):
+                self._queries.get(key, collections.deque()).remove(pending)
+
+    def take_query(self, namespace: str, task_queue: str) -> _PendingQuery | None:
+        """The oldest unanswered query for a queue, for a polling worker."""
+        queue = self._queries.get((namespace, task_queue))
+        while queue:
+            pending = queue.popleft()
+            if not pending.future.done():
+                return pending
+        return None
+
+    def respond_query(self, query_id: str, result: msgspec.Raw | None, error: str | None) -> None:
+        """A worker's answer to a query."""
+        pending = self._queries_by_id.get(query_id)
+        if pending is None or pending.future.done():
+            return
+        if error is not None:
+            pending.future.set_exception(QueryFailedError(error))
+        else:
+            pending.future.set_result(result or msgspec.Raw(b"null"))
+
+    # ------------------------------------------------------------------ test support
+
+    async def is_idle(self) -> bool:
+        """No task is running or ready to run (the time-skipping test environment uses it)."""
+        if self.inflight_tasks:
+            return False
+        return await self.store.count_ready_tasks(self.clock.now_ms()) == 0
+
+
+__all__ = ["Engine"]

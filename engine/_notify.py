@@ -1,0 +1,106 @@
+"""In-process wake-ups: long-polls, result waiters and the transfer loop wait on these.
+
+Two kinds of waiting:
+
+* :meth:`Notifier.waiter` / :meth:`Notifier.notify`: broadcast. Everyone waiting on the key
+  wakes (a run closed; new events for a run).
+* :meth:`Notifier.ticket` / :meth:`Notifier.notify_one`: hand-off. One new task wakes one
+  poller of its queue, not all of them: waking every poller for every task makes all but one
+  run a claim that finds nothing, and on SQLite those claims queue for the one write lock.
+
+A poller takes its ticket *before* it looks for work, so a task that arrives between the look
+and the wait is never missed; if it found work and its ticket was used meanwhile, it passes
+the wake-up on (:meth:`Notifier.release`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Hashable
+
+
+class Notifier:
+    """Per-key events and tickets."""
+
+    def __init__(self) -> None:
+        self._events: dict[Hashable, asyncio.Event] = {}
+        self._tickets: dict[Hashable, collections.deque[asyncio.Future[None]]] = {}
+
+    def waiter(self, key: Hashable) -> asyncio.Event:
+        """The event that the next :meth:`notify` of ``key`` sets."""
+        event = self._events.get(key)
+        if event is None:
+            event = self._events[key] = asyncio.Event()
+        return event
+
+    def notify(self, key: Hashable) -> None:
+        """Wake everyone waiting on ``key`` (events and tickets)."""
+        event = self._events.pop(key, None)
+        if event is not None:
+            event.set()
+        tickets = self._tickets.pop(key, None)
+        for ticket in tickets or ():
+            if not ticket.done():
+                ticket.set_result(None)
+
+    def ticket(self, key: Hashable) -> asyncio.Future[None]:
+        """Join the queue of pollers of ``key``; resolved by one :meth:`notify_one`."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tickets.setdefault(key, collections.deque()).append(future)
+        return future
+
+    def notify_one(self, key: Hashable) -> None:
+        """Wake the longest-waiting poller of ``key``."""
+        tickets = self._tickets.get(key)
+        while tickets:
+            ticket = tickets.popleft()
+            if not ticket.done():
+                ticket.set_result(None)
+                return
+
+    def release(self, key: Hashable, ticket: asyncio.Future[None]) -> None:
+        """Leave the queue; if the ticket was already used, pass the wake-up on."""
+        if ticket.done():
+            if not ticket.cancelled():
+                self.notify_one(key)
+            return
+        ticket.cancel()
+        tickets = self._tickets.get(key)
+        if tickets is not None:
+            try:
+                tickets.remove(ticket)
+            except ValueError:
+                pass
+            if not tickets:
+                del self._tickets[key]
+
+    def notify_all(self) -> None:
+        """Wake every waiter (shutdown)."""
+        events, self._events = self._events, {}
+        for event in events.values():
+            event.set()
+        tickets, self._tickets = self._tickets, {}
+        for queue in tickets.values():
+            for ticket in queue:
+                if not ticket.done():
+                    ticket.set_result(None)
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait for ``event`` up to ``timeout`` seconds; True if it was set."""
+    if timeout <= 0:
+        return event.is_set()
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+        return True
+    except TimeoutError:
+        return False
+
+
+async def wait_ticket(ticket: asyncio.Future[None], timeout: float) -> bool:
+    """Wait for a ticket up to ``timeout`` seconds; True if it was used."""
+    if timeout <= 0 or ticket.done():
+        return ticket.done()
+    done, _ = await asyncio.wait({ticket}, timeout=timeout)
+    return bool(done)

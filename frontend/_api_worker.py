@@ -1,0 +1,198 @@
+"""The worker protocol under ``/api/v1/worker``: what a remote SDK worker calls.
+
+Every route is a ``POST`` of a JSON body (the structs in :mod:`cadenza.frontend._wire`) and maps
+to one method of :class:`~cadenza.engine.Engine` with the same name, so a worker behaves the
+same next to the engine and on another host. Long polls answer 204 when nothing arrived within
+the poll's ``timeout``, which the server caps at its ``poll_timeout`` setting;
+:class:`~cadenza.frontend.remote.RemoteService` asks for less than its HTTP request timeout, so
+an empty poll always comes back as a 204, never as a client-side timeout.
+
+A task token that is no longer current (the task timed out and went to another worker, or the
+run closed) is a :class:`~cadenza.engine.StaleTaskError`: 409 with ``cadenza_error:
+StaleTaskError``, which the remote client raises again as that class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from cadenza.frontend._metrics import METRICS
+from cadenza.frontend._state import ENGINE, SETTINGS, json_response, long_poll
+from cadenza.frontend._wire import (
+    API_PREFIX,
+    Accepted,
+    ActivityCanceledBody,
+    CompleteActivityBody,
+    CompleteWorkflowTaskBody,
+    CompleteWorkflowTaskResponse,
+    FailActivityBody,
+    FailWorkflowTaskBody,
+    HeartbeatBody,
+    HistorySlice,
+    HistorySliceBody,
+    PollActivityTaskBody,
+    PollWorkflowTaskBody,
+    ReleaseStickyBody,
+    RespondQueryBody,
+    decode_body,
+)
+from cadenza.history import InvalidArgumentError
+
+routes = web.RouteTableDef()
+
+_W = API_PREFIX + "/worker"
+
+
+async def _body(request: web.Request, type_: type[Any]) -> Any:
+    return decode_body(await request.read(), type_)
+
+
+def _poll_wait(request: web.Request, asked: float | None) -> float:
+    limit = request.app[SETTINGS].poll_timeout
+    if asked is None:
+        return limit
+    if not asked >= 0:
+        raise InvalidArgumentError("timeout", "must not be negative")
+    return min(asked, limit)
+
+
+@routes.post(_W + "/workflow-tasks/poll")
+async def poll_workflow_task(request: web.Request) -> web.Response:
+    """Long-poll a workflow task (or a query) of a task queue; 204 when none came."""
+    body: PollWorkflowTaskBody = await _body(request, PollWorkflowTaskBody)
+    wait = _poll_wait(request, body.timeout)
+    gauge = request.app[METRICS].long_polls.labels("workflow")
+    gauge.inc()
+    try:
+        info = await long_poll(
+            request,
+            request.app[ENGINE].poll_workflow_task(
+                body.namespace,
+                body.task_queue,
+                body.worker_id,
+                workflow_types=frozenset(body.workflow_types),
+                timeout=wait,
+            ),
+            None,
+        )
+    finally:
+        gauge.dec()
+    return web.Response(status=204) if info is None else json_response(info)
+
+
+@routes.post(_W + "/history")
+async def history_slice(request: web.Request) -> web.Response:
+    """Events of a run exactly as stored (the worker replays them)."""
+    body: HistorySliceBody = await _body(request, HistorySliceBody)
+    if body.after < 0:
+        raise InvalidArgumentError("after", "must not be negative")
+    run_id, events = await request.app[ENGINE].get_history(
+        body.namespace,
+        body.workflow_id,
+        body.run_id,
+        after=body.after,
+        up_to=body.up_to,
+        limit=body.limit,
+    )
+    return json_response(HistorySlice(run_id=run_id, events=events))
+
+
+@routes.post(_W + "/workflow-tasks/complete")
+async def complete_workflow_task(request: web.Request) -> web.Response:
+    """Record a workflow task's commands."""
+    body: CompleteWorkflowTaskBody = await _body(request, CompleteWorkflowTaskBody)
+    outcome = await request.app[ENGINE].complete_workflow_task(
+        body.token, body.commands, identity=body.identity, sticky=body.sticky
+    )
+    return json_response(CompleteWorkflowTaskResponse(outcome=outcome))
+
+
+@routes.post(_W + "/workflow-tasks/fail")
+async def fail_workflow_task(request: web.Request) -> web.Response:
+    """Record a failed workflow task (it is retried after a back-off)."""
+    body: FailWorkflowTaskBody = await _body(request, FailWorkflowTaskBody)
+    await request.app[ENGINE].fail_workflow_task(
+        body.token, cause=body.cause, failure=body.failure, identity=body.identity
+    )
+    return web.Response(status=204)
+
+
+@routes.post(_W + "/queries/respond")
+async def respond_query(request: web.Request) -> web.Response:
+    """A worker's answer to a query it was handed by a workflow task poll."""
+    body: RespondQueryBody = await _body(request, RespondQueryBody)
+    result = None if body.error is not None else body.result
+    request.app[ENGINE].respond_query(body.query_id, result, body.error)
+    return web.Response(status=204)
+
+
+@routes.post(_W + "/sticky/release")
+async def release_sticky(request: web.Request) -> web.Response:
+    """A worker shutting down: its sticky workflow tasks may go to any worker."""
+    body: ReleaseStickyBody = await _body(request, ReleaseStickyBody)
+    await request.app[ENGINE].release_sticky(body.worker_id)
+    return web.Response(status=204)
+
+
+@routes.post(_W + "/activity-tasks/poll")
+async def poll_activity_task(request: web.Request) -> web.Response:
+    """Long-poll an activity attempt of a task queue; 204 when none came."""
+    body: PollActivityTaskBody = await _body(request, PollActivityTaskBody)
+    wait = _poll_wait(request, body.timeout)
+    gauge = request.app[METRICS].long_polls.labels("activity")
+    gauge.inc()
+    try:
+        info = await long_poll(
+            request,
+            request.app[ENGINE].poll_activity_task(
+                body.namespace,
+                body.task_queue,
+                body.worker_id,
+                activity_types=frozenset(body.activity_types),
+                timeout=wait,
+            ),
+            None,
+        )
+    finally:
+        gauge.dec()
+    return web.Response(status=204) if info is None else json_response(info)
+
+
+@routes.post(_W + "/activity-tasks/complete")
+async def complete_activity(request: web.Request) -> web.Response:
+    """Record an attempt's result; ``accepted`` is false when the attempt was not current."""
+    body: CompleteActivityBody = await _body(request, CompleteActivityBody)
+    accepted = await request.app[ENGINE].complete_activity(
+        body.token, body.result, identity=body.identity
+    )
+    return json_response(Accepted(accepted=accepted))
+
+
+@routes.post(_W + "/activity-tasks/fail")
+async def fail_activity(request: web.Request) -> web.Response:
+    """Record a failed attempt; the retry policy decides what follows."""
+    body: FailActivityBody = await _body(request, FailActivityBody)
+    accepted = await request.app[ENGINE].fail_activity(
+        body.token, body.failure, identity=body.identity
+    )
+    return json_response(Accepted(accepted=accepted))
+
+
+@routes.post(_W + "/activity-tasks/canceled")
+async def report_activity_canceled(request: web.Request) -> web.Response:
+    """The activity stopped after a cancel request."""
+    body: ActivityCanceledBody = await _body(request, ActivityCanceledBody)
+    accepted = await request.app[ENGINE].report_activity_canceled(
+        body.token, body.details, identity=body.identity
+    )
+    return json_response(Accepted(accepted=accepted))
+
+
+@routes.post(_W + "/activity-tasks/heartbeat")
+async def heartbeat_activity(request: web.Request) -> web.Response:
+    """Store progress details; ``cancel_requested`` tells the activity to stop."""
+    body: HeartbeatBody = await _body(request, HeartbeatBody)
+    response = await request.app[ENGINE].heartbeat_activity(body.token, body.details)
+    return json_response(response)

@@ -1,0 +1,1093 @@
+"""The SQL store of the event log: SQLite (aiosqlite, WAL) and PostgreSQL (psycopg 3).
+
+This module is the only place that executes SQL against the event log. The same code runs on
+both databases through SQLAlchemy 2 Core; the differences are kept in a few places:
+
+* SQLite allows one writer at a time, so writes take an in-process lock and start with
+  ``BEGIN IMMEDIATE`` (a deferred transaction that reads and then writes could fail to upgrade
+  its lock); reads never block on writes thanks to WAL.
+* PostgreSQL claims tasks with ``FOR UPDATE SKIP LOCKED``, and the fencing check reads the
+  shard row ``FOR SHARE`` so that a concurrent takeover (which updates that row) waits for, or
+  invalidates, the write.
+
+Driver exceptions are translated into :class:`StoreError` subclasses in :func:`_translated`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy import and_, delete, event, func, insert, or_, select, text, tuple_, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from cadenza.history import _tables as t
+from cadenza.history._errors import (
+    ConditionFailedError,
+    InvalidArgumentError,
+    ShardOwnershipLostError,
+    StoreError,
+    StoreUnavailableError,
+)
+from cadenza.history._events import HistoryEvent, decode_event
+from cadenza.history._group_commit import GroupCommitter
+from cadenza.history._records import (
+    ExecutionRecord,
+    ExecutionSummary,
+    ExecutionWrite,
+    TaskRecord,
+    TimerRecord,
+)
+from cadenza.history._state import decode_state, encode_state
+
+log = logging.getLogger("cadenza.history.store")
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch."""
+    return int(time.time() * 1000)
+
+
+class HistoryStore(Protocol):
+    """What the engine needs from the event log's database. ``SqlStore`` implements it;
+    metrics, retries and fault injection wrap the same protocol."""
+
+    dialect: str
+
+    async def close(self) -> None: ...
+    async def migrate(self) -> list[int]: ...
+    async def ensure_cluster(self, shard_count: int) -> int: ...
+    async def acquire_shard(
+        self, shard_id: int, owner: str, lease_until_ms: int, now: int
+    ) -> int | None: ...
+    async def renew_shards(
+        self, owner: str, ranges: dict[int, int], lease_until_ms: int
+    ) -> set[int]: ...
+    async def release_shards(self, owner: str, shard_ids: Sequence[int]) -> None: ...
+    async def terminate_sessions(self, owner: str) -> int: ...
+    async def shard_table(self) -> list[dict[str, Any]]: ...
+    async def heartbeat_member(self, owner: str, address: str, now: int) -> None: ...
+    async def live_members(self, since_ms: int) -> dict[str, str]: ...
+    async def remove_member(self, owner: str) -> None: ...
+    async def get_execution(self, shard_id: int, run_id: str) -> ExecutionRecord | None: ...
+    async def latest_run(
+        self, shard_id: int, namespace: str, workflow_id: str
+    ) -> ExecutionRecord | None: ...
+    async def write(self, change: ExecutionWrite) -> None: ...
+    async def read_events(
+        self,
+        shard_id: int,
+        run_id: str,
+        after: int = 0,
+        up_to: int | None = None,
+        limit: int = 1000,
+    ) -> list[HistoryEvent]: ...
+    async def claim_tasks(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        task_queue: str,
+        owner: str,
+        now: int,
+        lease_ms: int,
+        limit: int = 1,
+        timers_for: Callable[[TaskRecord], list[TimerRecord]] | None = None,
+    ) -> list[TaskRecord]: ...
+    async def get_task(self, shard_id: int, task_id: str) -> TaskRecord | None: ...
+    async def record_heartbeat(
+        self, shard_id: int, task_id: str, attempt: int, details: Any, now: int
+    ) -> TaskRecord | None: ...
+    async def delete_task(self, shard_id: int, task_id: str) -> None: ...
+    async def next_timer_ms(self, shard_ids: Sequence[int]) -> int | None: ...
+    async def due_timers(
+        self, shard_ids: Sequence[int], now: int, limit: int
+    ) -> list[TimerRecord]: ...
+    async def next_visible_task_ms(
+        self, kind: str, namespace: str, task_queue: str
+    ) -> int | None: ...
+    async def count_ready_tasks(self, now: int) -> int: ...
+    async def list_executions(
+        self,
+        *,
+        namespace: str,
+        status: str | None = None,
+        workflow_type: str | None = None,
+        workflow_id: str | None = None,
+        started_after_ms: int | None = None,
+        started_before_ms: int | None = None,
+        limit: int = 100,
+    ) -> list[ExecutionSummary]: ...
+    async def register_types(
+        self, namespace: str, task_queue: str, kind: str, names: Sequence[str], now: int
+    ) -> None: ...
+    async def registered_types(self, namespace: str, task_queue: str, kind: str) -> set[str]: ...
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain ``sqlite:///path`` and ``postgresql://…`` URLs and pick our drivers."""
+    if url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+psycopg://"):
+        return url
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise InvalidArgumentError(
+        "database_url",
+        f"unsupported database URL {url.split(':', 1)[0]!r}: use sqlite:/// or postgresql://",
+    )
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except StoreError:
+        raise
+    except IntegrityError as exc:
+        raise ConditionFailedError(f"constraint violated: {exc.orig}") from exc
+    except DBAPIError as exc:
+        # Deadlock and serialization failures: the transaction wrote nothing; the caller
+        # re-reads and tries again, exactly as after a lost compare-and-swap.
+        if getattr(exc.orig, "sqlstate", None) in ("40P01", "40001"):
+            raise ConditionFailedError(f"transaction aborted, retry: {exc.orig}") from exc
+        if isinstance(exc, OperationalError):
+            raise StoreUnavailableError(f"database unavailable: {exc.orig}") from exc
+        raise StoreError(f"database error: {exc.orig}") from exc
+    except (TimeoutError, OSError) as exc:
+        raise StoreUnavailableError(f"database unreachable: {exc}") from exc
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class SqlStore:
+    """:class:`HistoryStore` on SQLAlchemy Core (async), for SQLite and PostgreSQL.
+
+    Args:
+        url: ``sqlite:///path.db``, ``sqlite:///:memory:`` or ``postgresql://user@host/db``.
+        pool_size: Connections kept open (PostgreSQL).
+        connect_timeout: Seconds to wait for a connection.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        connect_timeout: float = 10.0,
+        idle_txn_timeout: float = 10.0,
+        application_name: str = "cadenza",
+    ) -> None:
+        self.url = normalize_url(url)
+        self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
+        self._write_lock = asyncio.Lock()
+        self._shared_connection = False
+        self._committer = GroupCommitter(
+            self._write_batch, lanes=1 if url.startswith("sqlite") else max(1, pool_size // 2)
+        )
+        if self.dialect == "sqlite":
+            memory = ":memory:" in self.url or self.url.endswith("sqlite+aiosqlite://")
+            kwargs: dict[str, Any] = {"connect_args": {"timeout": connect_timeout}}
+            if memory:
+                # One connection shared by everyone: reads must queue behind writes too.
+                kwargs["poolclass"] = StaticPool
+                self._shared_connection = True
+            self._engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+            self._install_sqlite_hooks(memory)
+        else:
+            self._engine = create_async_engine(
+                self.url,
+                pool_size=pool_size,
+                max_overflow=pool_size // 2,
+                pool_pre_ping=False,
+                connect_args={
+                    "connect_timeout": int(connect_timeout),
+                    "application_name": application_name[:63],
+                    # A process paused in the middle of a transaction must not hold row locks
+                    # (and block the shard's new owner) for longer than this.
+                    "options": f"-c idle_in_transaction_session_timeout={int(idle_txn_timeout * 1000)}",
+                },
+            )
+
+    def _install_sqlite_hooks(self, memory: bool) -> None:
+        sync_engine = self._engine.sync_engine
+
+        @event.listens_for(sync_engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cursor = dbapi_conn.cursor()
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=15000")
+            cursor.close()
+
+        @event.listens_for(sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            if conn.get_execution_options().get("cadenza_write"):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("BEGIN")
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self._engine.dispose()
+
+    # ------------------------------------------------------------------ transactions
+
+    @contextlib.asynccontextmanager
+    async def _write_txn(self) -> AsyncIterator[AsyncConnection]:
+        with _translated():
+            if self.dialect == "sqlite":
+                async with self._write_lock, self._engine.connect() as conn:
+                    await conn.execution_options(cadenza_write=True)
+                    async with conn.begin():
+                        yield conn
+            else:
+                async with self._engine.begin() as conn:
+                    yield conn
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        with _translated():
+            if self._shared_connection:
+                async with self._write_lock, self._engine.connect() as conn:
+                    yield conn
+            else:
+                async with self._engine.connect() as conn:
+                    yield conn
+
+    # ------------------------------------------------------------------ schema
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; returns the versions applied now."""
+        from cadenza.history._migrate import apply_migrations_txn
+
+        async with self._write_txn() as conn:
+            return await apply_migrations_txn(conn, self.dialect)
+
+    async def ensure_cluster(self, shard_count: int) -> int:
+        """Create the shard rows on first start; return the cluster's fixed shard count."""
+        async with self._write_txn() as conn:
+            row = (
+                await conn.execute(
+                    select(t.cluster_metadata.c.value).where(
+                        t.cluster_metadata.c.key == "shard_count"
+                    )
+                )
+            ).first()
+            if row is not None:
+                return int(row[0])
+            if shard_count < 1:
+                raise InvalidArgumentError("shard_count", "must be at least 1")
+            await conn.execute(
+                insert(t.cluster_metadata).values(key="shard_count", value=str(shard_count))
+            )
+            await conn.execute(
+                insert(t.shards),
+                [
+                    {"shard_id": i, "range_id": 0, "owner": None, "lease_until_ms": 0}
+                    for i in range(shard_count)
+                ],
+            )
+            return shard_count
+
+    # ------------------------------------------------------------------ shards
+
+    async def acquire_shard(
+        self, shard_id: int, owner: str, lease_until_ms: int, now: int
+    ) -> int | None:
+        """Take a shard whose lease expired (or that ``owner`` holds): bump its range_id.
+
+        Returns the new range_id (the fencing token), or None if another owner holds a live
+        lease.
+        """
+        s = t.shards.c
+        async with self._write_txn() as conn:
+            if self.dialect == "postgresql":
+                # A frozen owner may hold the shard row in an open transaction: do not wait
+                # for it here; the takeover is tried again next round. FOR UPDATE conflicts with
+                # the writers' FOR KEY SHARE: in-flight writes of the old owner finish first.
+                await conn.execute(text("SET LOCAL lock_timeout = '1s'"))
+                await conn.execute(
+                    select(s.shard_id).where(s.shard_id == shard_id).with_for_update()
+                )
+            result = await conn.execute(
+                update(t.shards)
+                .where(
+                    s.shard_id == shard_id,
+                    or_(s.owner.is_(None), s.owner == owner, s.lease_until_ms < now),
+                )
+                .values(range_id=s.range_id + 1, owner=owner, lease_until_ms=lease_until_ms)
+                .returning(s.range_id)
+            )
+            row = result.first()
+            return int(row[0]) if row else None
+
+    async def renew_shards(
+        self, owner: str, ranges: dict[int, int], lease_until_ms: int
+    ) -> set[int]:
+        """Extend the leases of shards still held at the given range_ids; returns those kept."""
+        if not ranges:
+            return set()
+        s = t.shards.c
+        async with self._write_txn() as conn:
+            result = await conn.execute(
+                update(t.shards)
+                .where(
+                    s.owner == owner,
+                    tuple_(s.shard_id, s.range_id).in_(list(ranges.items())),
+                )
+                .values(lease_until_ms=lease_until_ms)
+                .returning(s.shard_id)
+            )
+            return {int(r[0]) for r in result}
+
+    async def terminate_sessions(self, owner: str) -> int:
+        """End every database session of a deposed owner (PostgreSQL): a frozen process must
+        not keep row locks that block the shard's takeover. Returns how many were ended."""
+        if self.dialect != "postgresql":
+            return 0
+        async with self._engine.connect() as conn:
+            result = await conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = :owner AND datname = current_database() "
+                    "AND pid <> pg_backend_pid()"
+                ),
+                {"owner": owner[:63]},
+            )
+            await conn.commit()
+            return int(result.scalar() or 0)
+
+    async def release_shards(self, owner: str, shard_ids: Sequence[int]) -> None:
+        """Give shards up at once (clean shutdown) so another process can take them."""
+        if not shard_ids:
+            return
+        s = t.shards.c
+        async with self._write_txn() as conn:
+            await conn.execute(
+                update(t.shards)
+                .where(s.owner == owner, s.shard_id.in_(list(shard_ids)))
+                .values(owner=None, lease_until_ms=0)
+            )
+
+    async def shard_table(self) -> list[dict[str, Any]]:
+        """Every shard row (id, range_id, owner, lease)."""
+        async with self._read() as conn:
+            rows = await conn.execute(select(t.shards).order_by(t.shards.c.shard_id))
+            return [dict(r._mapping) for r in rows]
+
+    # ------------------------------------------------------------------ members
+
+    async def heartbeat_member(self, owner: str, address: str, now: int) -> None:
+        """Say that this process is alive (and where it listens)."""
+        m = t.cluster_members.c
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as upsert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+        statement = upsert(t.cluster_members).values(
+            owner=owner, address=address, heartbeat_ms=now, started_ms=now
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[m.owner],
+            set_={"heartbeat_ms": statement.excluded.heartbeat_ms, "address": address},
+        )
+        async with self._write_txn() as conn:
+            await conn.execute(statement)
+
+    async def live_members(self, since_ms: int) -> dict[str, str]:
+        """Members whose last heartbeat is at or after ``since_ms``: owner → address."""
+        m = t.cluster_members.c
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(m.owner, m.address).where(m.heartbeat_ms >= since_ms).order_by(m.owner)
+            )
+            return {r[0]: r[1] for r in rows}
+
+    async def remove_member(self, owner: str) -> None:
+        """Leave the cluster (clean shutdown)."""
+        async with self._write_txn() as conn:
+            await conn.execute(delete(t.cluster_members).where(t.cluster_members.c.owner == owner))
+
+    # ------------------------------------------------------------------ executions
+
+    @staticmethod
+    def _execution(row: Any) -> ExecutionRecord:
+        m = row._mapping
+        return ExecutionRecord(
+            shard_id=m["shard_id"],
+            run_id=m["run_id"],
+            namespace=m["namespace"],
+            workflow_id=m["workflow_id"],
+            workflow_type=m["workflow_type"],
+            task_queue=m["task_queue"],
+            status=m["status"],
+            start_time_ms=m["start_time_ms"],
+            close_time_ms=m["close_time_ms"],
+            next_event_id=m["next_event_id"],
+            last_hash=m["last_hash"],
+            state=decode_state(m["state"]),
+            sticky_worker=m["sticky_worker"],
+        )
+
+    async def get_execution(self, shard_id: int, run_id: str) -> ExecutionRecord | None:
+        """One execution by run id, or None."""
+        e = t.executions.c
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    select(t.executions).where(e.shard_id == shard_id, e.run_id == run_id)
+                )
+            ).first()
+        return self._execution(row) if row else None
+
+    async def latest_run(
+        self, shard_id: int, namespace: str, workflow_id: str
+    ) -> ExecutionRecord | None:
+        """The running execution of a workflow id, else its most recently started one."""
+        e = t.executions.c
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    select(t.executions)
+                    .where(
+                        e.shard_id == shard_id,
+                        e.namespace == namespace,
+                        e.workflow_id == workflow_id,
+                    )
+                    .order_by((e.status == "running").desc(), e.start_time_ms.desc())
+                    .limit(1)
+                )
+            ).first()
+        return self._execution(row) if row else None
+
+    async def write(self, change: ExecutionWrite) -> None:
+        """Append events and their outbox atomically, with CAS and the fencing check.
+
+        Writes that arrive together are committed in one transaction (group commit, see
+        ``_group_commit.py``); each still succeeds or fails on its own.
+
+        Raises:
+            ConditionFailedError: the execution moved on (or, on create, a running execution
+                with this workflow id exists).
+            ShardOwnershipLostError: ``range_id`` is stale.
+        """
+        await self._committer.write(change)
+
+    async def _write_batch(self, changes: Sequence[ExecutionWrite]) -> None:
+        # One order for every transaction's row locks, so concurrent batches cannot deadlock.
+        changes = sorted(changes, key=lambda c: (c.shard_id, c.run_id))
+        async with self._write_txn() as conn:
+            fences: dict[int, int] = {}
+            for change in changes:
+                if fences.setdefault(change.shard_id, change.range_id) != change.range_id:
+                    raise ShardOwnershipLostError(change.shard_id, change.range_id)
+            await self._check_fences_txn(conn, fences)
+            notices: list[str] = []
+            for change in changes:
+                await self._write_execution_txn(conn, change)
+                for other in change.also:
+                    await self._write_execution_txn(conn, other)
+                notices.extend(n for w in (change, *change.also) for n in w.notify)
+            if notices:
+                await self._notify_txn(conn, notices)
+
+    async def _check_fences_txn(self, conn: AsyncConnection, fences: dict[int, int]) -> None:
+        s = t.shards.c
+        query = select(s.shard_id, s.range_id).where(s.shard_id.in_(list(fences)))
+        if self.dialect == "postgresql":
+            # FOR KEY SHARE: a takeover (SELECT … FOR UPDATE, then range_id + 1) waits for this
+            # write or invalidates it, while lease renewals (non-key updates) run freely.
+            query = query.with_for_update(read=True, key_share=True)
+        current = {int(a): int(b) for a, b in await conn.execute(query)}
+        for shard_id, range_id in fences.items():
+            if current.get(shard_id) != range_id:
+                raise ShardOwnershipLostError(shard_id, range_id)
+
+    async def _notify_txn(self, conn: AsyncConnection, notices: list[str]) -> None:
+        """PostgreSQL NOTIFY, delivered to the other servers when the transaction commits."""
+        if self.dialect != "postgresql":
+            return
+        payload = ""
+        for notice in notices:
+            if len(payload) + len(notice) > 7000:
+                await conn.execute(text("SELECT pg_notify('cadenza', :p)"), {"p": payload})
+                payload = ""
+            payload = f"{payload}\n{notice}" if payload else notice
+        if payload:
+            await conn.execute(text("SELECT pg_notify('cadenza', :p)"), {"p": payload})
+
+    async def listen(self, on_notice: Callable[[str], None], stop: asyncio.Event) -> None:
+        """Deliver every NOTIFY of the cluster to ``on_notice`` until ``stop`` (PostgreSQL;
+        returns at once on SQLite, where one process serves everything)."""
+        if self.dialect != "postgresql":
+            return
+        import psycopg
+
+        dsn = self.url.replace("postgresql+psycopg://", "postgresql://", 1)
+        while not stop.is_set():
+            conn: Any = None
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    dsn, autocommit=True, connect_timeout=10
+                )
+                await conn.execute("LISTEN cadenza")
+                notices = conn.notifies()
+                try:
+                    async for notice in notices:
+                        for line in notice.payload.split("\n"):
+                            on_notice(line)
+                        if stop.is_set():
+                            break
+                finally:
+                    await notices.aclose()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cluster notifications interrupted (%s); reconnecting", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+            finally:
+                if conn is not None and not conn.closed:
+                    # Closed even when we are being cancelled: never left to the GC.
+                    await asyncio.shield(conn.close())
+
+    async def _write_execution_txn(self, conn: AsyncConnection, change: ExecutionWrite) -> None:
+        e = t.executions.c
+        state = change.state
+        values: dict[str, Any] = {
+            "status": state.status,
+            "close_time_ms": int(state.close_time.timestamp() * 1000) if state.close_time else None,
+            "next_event_id": state.next_event_id,
+            "last_hash": change.last_hash,
+            "state": encode_state(state).decode(),
+        }
+        if change.set_sticky:
+            values["sticky_worker"] = change.sticky_worker
+        if change.create is not None:
+            await conn.execute(
+                insert(t.executions).values(
+                    shard_id=change.shard_id,
+                    run_id=change.run_id,
+                    namespace=change.namespace,
+                    workflow_id=change.workflow_id,
+                    workflow_type=change.create.workflow_type,
+                    task_queue=change.create.task_queue,
+                    start_time_ms=change.create.start_time_ms,
+                    **values,
+                )
+            )
+        else:
+            result = await conn.execute(
+                update(t.executions)
+                .where(
+                    e.shard_id == change.shard_id,
+                    e.run_id == change.run_id,
+                    e.next_event_id == change.expected_next_event_id,
+                )
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                raise ConditionFailedError(
+                    f"run {change.run_id}: next_event_id moved past {change.expected_next_event_id}"
+                )
+        if change.events:
+            await conn.execute(
+                insert(t.events),
+                [
+                    {
+                        "shard_id": change.shard_id,
+                        "run_id": change.run_id,
+                        "event_id": ev.event_id,
+                        "event_type": ev.event_type,
+                        "event_time_ms": int(ev.event_time.timestamp() * 1000),
+                        "data": data.decode(),
+                        "hash": ev.hash,
+                        "writer": change.writer or None,
+                        "range_id": change.range_id,
+                    }
+                    for ev, data in zip(change.events, change.event_data, strict=True)
+                ],
+            )
+        tk = t.tasks.c
+        tm = t.timers.c
+        if change.purge_outbox:
+            # The execution closed: nothing of its outbox may fire or be dispatched any more.
+            await conn.execute(
+                delete(t.tasks).where(tk.shard_id == change.shard_id, tk.run_id == change.run_id)
+            )
+            await conn.execute(
+                delete(t.timers).where(tm.shard_id == change.shard_id, tm.run_id == change.run_id)
+            )
+        if change.tasks_delete:
+            await conn.execute(
+                delete(t.tasks).where(
+                    tk.shard_id == change.shard_id, tk.task_id.in_(sorted(change.tasks_delete))
+                )
+            )
+        for task_change in change.tasks_update:
+            await conn.execute(
+                update(t.tasks)
+                .where(tk.shard_id == change.shard_id, tk.task_id == task_change.task_id)
+                .values(**self._task_values(task_change.values))
+            )
+        if change.tasks_insert:
+            await conn.execute(
+                insert(t.tasks), [self._task_row(task) for task in change.tasks_insert]
+            )
+        if change.timers_delete:
+            await conn.execute(
+                delete(t.timers).where(
+                    tm.shard_id == change.shard_id, tm.timer_key.in_(change.timers_delete)
+                )
+            )
+        if change.timers_insert:
+            await conn.execute(
+                insert(t.timers), [self._timer_row(timer) for timer in change.timers_insert]
+            )
+
+    @staticmethod
+    def _task_values(values: dict[str, Any]) -> dict[str, Any]:
+        out = dict(values)
+        if "payload" in out:
+            out["payload"] = _dumps(out["payload"])
+        if "heartbeat_details" in out and out["heartbeat_details"] is not None:
+            out["heartbeat_details"] = _dumps(out["heartbeat_details"])
+        if "cancel_requested" in out:
+            out["cancel_requested"] = int(bool(out["cancel_requested"]))
+        return out
+
+    @staticmethod
+    def _task_row(task: TaskRecord) -> dict[str, Any]:
+        return {
+            "shard_id": task.shard_id,
+            "task_id": task.task_id,
+            "kind": task.kind,
+            "task_queue": task.task_queue,
+            "namespace": task.namespace,
+            "workflow_id": task.workflow_id,
+            "run_id": task.run_id,
+            "ref_event_id": task.ref_event_id,
+            "attempt": task.attempt,
+            "visible_at_ms": task.visible_at_ms,
+            "lease_owner": task.lease_owner,
+            "lease_until_ms": task.lease_until_ms,
+            "started_at_ms": task.started_at_ms,
+            "seen_up_to": task.seen_up_to,
+            "sticky_worker": task.sticky_worker,
+            "sticky_until_ms": task.sticky_until_ms,
+            "heartbeat_at_ms": task.heartbeat_at_ms,
+            "heartbeat_details": (
+                _dumps(task.heartbeat_details) if task.heartbeat_details is not None else None
+            ),
+            "cancel_requested": int(task.cancel_requested),
+            "payload": _dumps(task.payload),
+            "created_ms": task.created_ms,
+        }
+
+    @staticmethod
+    def _task(row: Any) -> TaskRecord:
+        m = row._mapping
+        details = m["heartbeat_details"]
+        return TaskRecord(
+            shard_id=m["shard_id"],
+            task_id=m["task_id"],
+            kind=m["kind"],
+            task_queue=m["task_queue"],
+            namespace=m["namespace"],
+            workflow_id=m["workflow_id"],
+            run_id=m["run_id"],
+            ref_event_id=m["ref_event_id"],
+            attempt=m["attempt"],
+            payload=orjson.loads(m["payload"]),
+            created_ms=m["created_ms"],
+            visible_at_ms=m["visible_at_ms"],
+            lease_owner=m["lease_owner"],
+            lease_until_ms=m["lease_until_ms"],
+            started_at_ms=m["started_at_ms"],
+            seen_up_to=m["seen_up_to"],
+            sticky_worker=m["sticky_worker"],
+            sticky_until_ms=m["sticky_until_ms"],
+            heartbeat_at_ms=m["heartbeat_at_ms"],
+            heartbeat_details=orjson.loads(details) if details is not None else None,
+            cancel_requested=bool(m["cancel_requested"]),
+        )
+
+    @staticmethod
+    def _timer_row(timer: TimerRecord) -> dict[str, Any]:
+        return {
+            "shard_id": timer.shard_id,
+            "timer_key": timer.timer_key,
+            "fire_at_ms": timer.fire_at_ms,
+            "namespace": timer.namespace,
+            "workflow_id": timer.workflow_id,
+            "run_id": timer.run_id,
+            "kind": timer.kind,
+            "ref_event_id": timer.ref_event_id,
+            "attempt": timer.attempt,
+        }
+
+    # ------------------------------------------------------------------ events
+
+    async def read_events(
+        self,
+        shard_id: int,
+        run_id: str,
+        after: int = 0,
+        up_to: int | None = None,
+        limit: int = 1000,
+    ) -> list[HistoryEvent]:
+        """Events of a run with ``after < event_id <= up_to``, in order, at most ``limit``."""
+        ev = t.events.c
+        conditions = [ev.shard_id == shard_id, ev.run_id == run_id, ev.event_id > after]
+        if up_to is not None:
+            conditions.append(ev.event_id <= up_to)
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(ev.data, ev.hash).where(*conditions).order_by(ev.event_id).limit(limit)
+            )
+            return [decode_event(data, hash_hex) for data, hash_hex in rows]
+
+    async def read_raw_events(
+        self, shard_id: int, run_id: str, after: int = 0, limit: int = 1000
+    ) -> list[tuple[int, str, str]]:
+        """Stored ``(event_id, data, hash)`` rows, exactly as written (for verification)."""
+        ev = t.events.c
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(ev.event_id, ev.data, ev.hash)
+                .where(ev.shard_id == shard_id, ev.run_id == run_id, ev.event_id > after)
+                .order_by(ev.event_id)
+                .limit(limit)
+            )
+            return [(int(a), str(b), str(c)) for a, b, c in rows]
+
+    # ------------------------------------------------------------------ tasks
+
+    async def claim_tasks(
+        self,
+        *,
+        kind: str,
+        namespace: str | None,
+        task_queue: str,
+        owner: str,
+        now: int,
+        lease_ms: int,
+        limit: int = 1,
+        timers_for: Callable[[TaskRecord], list[TimerRecord]] | None = None,
+        shard_ids: Sequence[int] | None = None,
+        notify_for: Callable[[list[TimerRecord]], list[str]] | None = None,
+    ) -> list[TaskRecord]:
+        """Lease up to ``limit`` visible tasks of a queue to ``owner``.
+
+        A workflow task also records ``seen_up_to`` (the execution's last event id at this
+        moment), which bounds the history its worker is given. ``timers_for`` returns timeout
+        timers to insert with each claimed task, in the same transaction.
+        """
+        tk = t.tasks.c
+        filters = [tk.kind == kind, tk.task_queue == task_queue]
+        if namespace is not None:
+            filters.append(tk.namespace == namespace)
+        if shard_ids is not None:
+            if not shard_ids:
+                return []
+            filters.append(tk.shard_id.in_(list(shard_ids)))
+        candidates = (
+            select(tk.shard_id, tk.task_id)
+            .where(
+                *filters,
+                tk.lease_owner.is_(None),
+                tk.visible_at_ms <= now,
+                or_(
+                    tk.sticky_worker.is_(None),
+                    tk.sticky_worker == owner,
+                    tk.sticky_until_ms <= now,
+                ),
+            )
+            .order_by(tk.visible_at_ms)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        values: dict[str, Any] = {
+            "lease_owner": owner,
+            "lease_until_ms": now + lease_ms,
+            "started_at_ms": now,
+        }
+        if kind == "workflow":
+            e = t.executions.c
+            values["seen_up_to"] = (
+                select(e.next_event_id - 1)
+                .where(e.shard_id == tk.shard_id, e.run_id == tk.run_id)
+                .scalar_subquery()
+            )
+        async with self._write_txn() as conn:
+            rows = await conn.execute(
+                update(t.tasks)
+                .where(tuple_(tk.shard_id, tk.task_id).in_(candidates))
+                .values(**values)
+                .returning(t.tasks)
+            )
+            claimed = [self._task(row) for row in rows]
+            if timers_for is not None:
+                timers = [timer for task in claimed for timer in timers_for(task)]
+                if timers:
+                    await conn.execute(insert(t.timers), [self._timer_row(x) for x in timers])
+                    if notify_for is not None:
+                        notices = notify_for(timers)
+                        if notices:
+                            await self._notify_txn(conn, notices)
+            return claimed
+
+    async def get_task(self, shard_id: int, task_id: str) -> TaskRecord | None:
+        """One task row, or None."""
+        tk = t.tasks.c
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    select(t.tasks).where(tk.shard_id == shard_id, tk.task_id == task_id)
+                )
+            ).first()
+        return self._task(row) if row else None
+
+    async def record_heartbeat(
+        self, shard_id: int, task_id: str, attempt: int, details: Any, now: int
+    ) -> TaskRecord | None:
+        """Store an attempt's heartbeat; returns the task (with its cancel flag), or None if
+        the attempt is no longer current."""
+        tk = t.tasks.c
+        async with self._write_txn() as conn:
+            row = (
+                await conn.execute(
+                    update(t.tasks)
+                    .where(
+                        tk.shard_id == shard_id,
+                        tk.task_id == task_id,
+                        tk.attempt == attempt,
+                        tk.lease_owner.is_not(None),
+                    )
+                    .values(heartbeat_at_ms=now, heartbeat_details=_dumps(details))
+                    .returning(t.tasks)
+                )
+            ).first()
+        return self._task(row) if row else None
+
+    async def release_task(self, shard_id: int, task_id: str, visible_at_ms: int) -> None:
+        """Give a leased task back, visible again at ``visible_at_ms``."""
+        tk = t.tasks.c
+        async with self._write_txn() as conn:
+            await conn.execute(
+                update(t.tasks)
+                .where(tk.shard_id == shard_id, tk.task_id == task_id)
+                .values(lease_owner=None, lease_until_ms=None, visible_at_ms=visible_at_ms)
+            )
+
+    async def release_sticky(self, worker_id: str) -> int:
+        """Forget a worker's sticky preference (it shut down): its tasks go to anyone now."""
+        tk = t.tasks.c
+        e = t.executions.c
+        async with self._write_txn() as conn:
+            result = await conn.execute(
+                update(t.tasks)
+                .where(tk.sticky_worker == worker_id)
+                .values(sticky_worker=None, sticky_until_ms=None)
+            )
+            await conn.execute(
+                update(t.executions).where(e.sticky_worker == worker_id).values(sticky_worker=None)
+            )
+            return int(result.rowcount or 0)
+
+    async def release_leases(self, kind: str, shard_ids: Sequence[int], now: int) -> int:
+        """Release every lease of a kind of task in the given shards (crash recovery)."""
+        if not shard_ids:
+            return 0
+        tk = t.tasks.c
+        async with self._write_txn() as conn:
+            result = await conn.execute(
+                update(t.tasks)
+                .where(
+                    tk.kind == kind,
+                    tk.shard_id.in_(list(shard_ids)),
+                    tk.lease_owner.is_not(None),
+                )
+                .values(lease_owner=None, lease_until_ms=None, visible_at_ms=now)
+            )
+            return int(result.rowcount or 0)
+
+    async def delete_task(self, shard_id: int, task_id: str) -> None:
+        """Remove a task row (transfer tasks once done)."""
+        tk = t.tasks.c
+        async with self._write_txn() as conn:
+            await conn.execute(
+                delete(t.tasks).where(tk.shard_id == shard_id, tk.task_id == task_id)
+            )
+
+    async def next_visible_task_ms(self, kind: str, namespace: str, task_queue: str) -> int | None:
+        """When the next unleased task of a queue becomes visible (for long-poll wake-ups)."""
+        tk = t.tasks.c
+        async with self._read() as conn:
+            return (
+                await conn.execute(
+                    select(func.min(tk.visible_at_ms)).where(
+                        tk.kind == kind,
+                        tk.task_queue == task_queue,
+                        tk.namespace == namespace,
+                        tk.lease_owner.is_(None),
+                    )
+                )
+            ).scalar()
+
+    async def count_ready_tasks(self, now: int) -> int:
+        """Unleased tasks visible now, any queue (the test environment's idle check)."""
+        tk = t.tasks.c
+        async with self._read() as conn:
+            return int(
+                (
+                    await conn.execute(
+                        select(func.count()).where(
+                            tk.lease_owner.is_(None), tk.visible_at_ms <= now
+                        )
+                    )
+                ).scalar()
+                or 0
+            )
+
+    # ------------------------------------------------------------------ timers
+
+    async def next_timer_ms(self, shard_ids: Sequence[int]) -> int | None:
+        """The earliest fire time among the given shards' timers."""
+        if not shard_ids:
+            return None
+        tm = t.timers.c
+        async with self._read() as conn:
+            return (
+                await conn.execute(
+                    select(func.min(tm.fire_at_ms)).where(tm.shard_id.in_(list(shard_ids)))
+                )
+            ).scalar()
+
+    async def due_timers(self, shard_ids: Sequence[int], now: int, limit: int) -> list[TimerRecord]:
+        """Timers of the given shards due at ``now``, earliest first."""
+        if not shard_ids:
+            return []
+        tm = t.timers.c
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(t.timers)
+                .where(tm.shard_id.in_(list(shard_ids)), tm.fire_at_ms <= now)
+                .order_by(tm.fire_at_ms)
+                .limit(limit)
+            )
+            return [TimerRecord(**dict(r._mapping)) for r in rows]
+
+    # ------------------------------------------------------------------ visibility
+
+    async def list_executions(
+        self,
+        *,
+        namespace: str,
+        status: str | None = None,
+        workflow_type: str | None = None,
+        workflow_id: str | None = None,
+        started_after_ms: int | None = None,
+        started_before_ms: int | None = None,
+        limit: int = 100,
+    ) -> list[ExecutionSummary]:
+        """Executions matching the filters, newest first."""
+        e = t.executions.c
+        conditions = [e.namespace == namespace]
+        if status is not None:
+            conditions.append(e.status == status)
+        if workflow_type is not None:
+            conditions.append(e.workflow_type == workflow_type)
+        if workflow_id is not None:
+            conditions.append(e.workflow_id == workflow_id)
+        if started_after_ms is not None:
+            conditions.append(e.start_time_ms >= started_after_ms)
+        if started_before_ms is not None:
+            conditions.append(e.start_time_ms < started_before_ms)
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(
+                    e.namespace,
+                    e.workflow_id,
+                    e.run_id,
+                    e.workflow_type,
+                    e.task_queue,
+                    e.status,
+                    e.start_time_ms,
+                    e.close_time_ms,
+                    e.next_event_id,
+                )
+                .where(and_(*conditions))
+                .order_by(e.start_time_ms.desc(), e.run_id)
+                .limit(limit)
+            )
+            return [
+                ExecutionSummary(
+                    namespace=r[0],
+                    workflow_id=r[1],
+                    run_id=r[2],
+                    workflow_type=r[3],
+                    task_queue=r[4],
+                    status=r[5],
+                    start_time_ms=r[6],
+                    close_time_ms=r[7],
+                    history_length=r[8] - 1,
+                )
+                for r in rows
+            ]
+
+    # ------------------------------------------------------------------ registrations
+
+    async def register_types(
+        self, namespace: str, task_queue: str, kind: str, names: Sequence[str], now: int
+    ) -> None:
+        """Record that a worker serves these workflow or activity types on a queue."""
+        if not names:
+            return
+        w = t.worker_registrations.c
+        rows = [
+            {
+                "namespace": namespace,
+                "task_queue": task_queue,
+                "kind": kind,
+                "type_name": n,
+                "last_seen_ms": now,
+            }
+            for n in names
+        ]
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as upsert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+        statement = upsert(t.worker_registrations)
+        statement = statement.on_conflict_do_update(
+            index_elements=[w.namespace, w.task_queue, w.kind, w.type_name],
+            set_={"last_seen_ms": statement.excluded.last_seen_ms},
+        )
+        async with self._write_txn() as conn:
+            await conn.execute(statement, rows)
+
+    async def registered_types(self, namespace: str, task_queue: str, kind: str) -> set[str]:
+        """The types any worker has registered on a queue."""
+        w = t.worker_registrations.c
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(w.type_name).where(
+                    w.namespace == namespace, w.task_queue == task_queue, w.kind == kind
+                )
+            )
+            return {r[0] for r in rows}

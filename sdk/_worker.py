@@ -1,0 +1,661 @@
+"""The worker: polls a task queue, runs workflow tasks and activities, reports back.
+
+Workflow tasks run on a :class:`WorkflowInstance` kept in an LRU cache (sticky execution): the
+next task of a cached execution only processes the events after the ones it already has. A
+cache miss (a new worker, an eviction, a task that moved) replays the history from event 1. An
+activation runs in a thread with a deadline: workflow code that blocks longer than
+``deadlock_timeout`` fails the task with a clear error instead of freezing the worker.
+
+Activities run on the worker's event loop (``async def``) or in its thread pool (``def``),
+with their context (``activity.info()``, ``activity.heartbeat()``) set. Heartbeats are
+throttled; the engine's answer tells a running activity that it was cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import contextvars
+import inspect
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from cadenza.activities import (
+    ActivityContext,
+    ActivityDefinition,
+    ActivityInfo,
+    reset_context,
+    set_context,
+)
+from cadenza.engine import ActivityTaskInfo, StaleTaskError, TaskToken, WorkflowTaskInfo
+from cadenza.history import (
+    ApplicationError,
+    CadenzaError,
+    Failure,
+    HistoryEvent,
+    InvalidArgumentError,
+    NonDeterminismError,
+    PayloadEncodingError,
+    failure_from_exception,
+)
+from cadenza.sdk._converter import decode_args, encode_value
+from cadenza.sdk._definitions import WorkflowDefinition
+from cadenza.sdk._instance import WorkflowCodeError, WorkflowInstance
+
+if TYPE_CHECKING:
+    from cadenza.sdk._client import Client
+
+log = logging.getLogger("cadenza.sdk.worker")
+
+
+class _DeadlockError(Exception):
+    pass
+
+
+def _ms_dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+class Worker:
+    """Runs workflows and activities of one task queue.
+
+    Args:
+        client: The client whose service (engine or server) the worker polls.
+        task_queue: The queue to poll.
+        server_url: Instead of a client: a server's URL (``http://host:7233``); the worker
+            talks to it over HTTP and needs no database credentials.
+        token: The server's worker token (with ``server_url``).
+        namespace: Namespace (with ``server_url``; a client brings its own).
+        workflows: ``@workflow.defn`` classes.
+        activities: ``@activity.defn`` functions.
+        max_concurrent_workflow_tasks: Workflow tasks run at once (default 50).
+        max_concurrent_activities: Activities run at once (default 100).
+        max_cached_workflows: Executions kept in memory for sticky execution (default 1000).
+        workflow_pollers: Concurrent workflow task long-polls (default 4).
+        activity_pollers: Concurrent activity task long-polls (default 4).
+        activity_executor: Thread pool for sync activities (default: one of
+            ``max_concurrent_activities`` threads).
+        graceful_shutdown_timeout: How long running activities may finish on shutdown (10 s).
+        deadlock_timeout: Longest a workflow activation may block (default 2 s).
+        identity: Worker identity recorded in histories (default ``host:pid:random``).
+        sticky: Keep executions cached and ask for their next tasks (default True).
+    """
+
+    def __init__(
+        self,
+        client: Client | None = None,
+        *,
+        task_queue: str,
+        server_url: str | None = None,
+        token: str = "",
+        namespace: str = "default",
+        workflows: Sequence[type] = (),
+        activities: Sequence[Callable[..., Any]] = (),
+        max_concurrent_workflow_tasks: int = 50,
+        max_concurrent_activities: int = 100,
+        max_cached_workflows: int = 1000,
+        workflow_pollers: int = 4,
+        activity_pollers: int = 4,
+        activity_executor: concurrent.futures.Executor | None = None,
+        graceful_shutdown_timeout: timedelta = timedelta(seconds=10),
+        deadlock_timeout: float = 2.0,
+        identity: str | None = None,
+        sticky: bool = True,
+        poll_timeout: float | None = None,
+    ) -> None:
+        if not task_queue:
+            raise InvalidArgumentError("task_queue", "must not be empty")
+        if not workflows and not activities:
+            raise InvalidArgumentError("workflows", "a worker needs workflows or activities")
+        if (client is None) == (server_url is None):
+            raise InvalidArgumentError("client", "give either a client or a server_url")
+        if client is None:
+            from cadenza.frontend.remote import RemoteService
+            from cadenza.sdk._client import Client as _Client
+
+            client = _Client(RemoteService(str(server_url), token=token), namespace=namespace)
+            self._owns_client = True
+        else:
+            self._owns_client = False
+        self.client = client
+        self.service = client.service
+        self.namespace = client.namespace
+        self.task_queue = task_queue
+        self.identity = identity or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._workflows: dict[str, WorkflowDefinition] = {}
+        for cls in workflows:
+            definition = WorkflowDefinition.of(cls)
+            if definition.name in self._workflows:
+                raise InvalidArgumentError(
+                    "workflows", f"workflow type {definition.name!r} given twice"
+                )
+            self._workflows[definition.name] = definition
+        self._activities: dict[str, ActivityDefinition] = {}
+        for fn in activities:
+            adef = ActivityDefinition.of(fn)
+            if adef.name in self._activities:
+                raise InvalidArgumentError("activities", f"activity type {adef.name!r} given twice")
+            self._activities[adef.name] = adef
+        self._wt_slots = asyncio.Semaphore(max_concurrent_workflow_tasks)
+        self._activity_slots = asyncio.Semaphore(max_concurrent_activities)
+        self._max_cached = max_cached_workflows
+        self._cache: collections.OrderedDict[str, WorkflowInstance] = collections.OrderedDict()
+        self._workflow_pollers = workflow_pollers if self._workflows else 0
+        self._activity_pollers = activity_pollers if self._activities else 0
+        self._own_executor = activity_executor is None
+        self._executor = activity_executor or concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_concurrent_activities, thread_name_prefix="cadenza-activity"
+        )
+        self._wf_executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, min(max_concurrent_workflow_tasks, 8)),
+            thread_name_prefix="cadenza-workflow",
+        )
+        self._grace = graceful_shutdown_timeout.total_seconds()
+        self._deadlock_timeout = deadlock_timeout
+        self._sticky = sticky
+        self._poll_timeout = poll_timeout
+        self._stop = asyncio.Event()
+        self._running_activities: dict[str, tuple[asyncio.Task[Any], ActivityContext]] = {}
+        self._running_wts: set[asyncio.Task[Any]] = set()
+        self._run_task: asyncio.Task[None] | None = None
+        self.stats = collections.Counter[str]()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Poll and run tasks until :meth:`shutdown`."""
+        log.info(
+            "worker %s on %r: %d workflow types, %d activity types",
+            self.identity,
+            self.task_queue,
+            len(self._workflows),
+            len(self._activities),
+        )
+        pollers = [
+            asyncio.create_task(self._poll_workflow_tasks(), name=f"wf-poller-{i}")
+            for i in range(self._workflow_pollers)
+        ] + [
+            asyncio.create_task(self._poll_activity_tasks(), name=f"act-poller-{i}")
+            for i in range(self._activity_pollers)
+        ]
+        stop_wait = asyncio.create_task(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait([*pollers, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stop_wait and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in [*pollers, stop_wait]:
+                task.cancel()
+            for task in pollers:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await self._drain()
+            if self._workflows and self._sticky:
+                try:
+                    await self.service.release_sticky(self.identity)
+                except CadenzaError as exc:
+                    log.warning("could not release sticky workflow tasks: %s", exc)
+
+    async def _drain(self) -> None:
+        if self._running_activities:
+            tasks = [t for t, _ in self._running_activities.values()]
+            _, pending = await asyncio.wait(tasks, timeout=self._grace)
+            for task_id, (task, ctx) in list(self._running_activities.items()):
+                if task in pending:
+                    log.warning(
+                        "activity %s did not finish within the grace period; cancelling", task_id
+                    )
+                    ctx.cancelled.set()
+                    task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        if self._running_wts:
+            await asyncio.wait(list(self._running_wts), timeout=self._grace)
+        if self._own_executor and isinstance(self._executor, concurrent.futures.ThreadPoolExecutor):
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._wf_executor.shutdown(wait=False, cancel_futures=True)
+
+    async def start(self) -> None:
+        """Start :meth:`run` in the background."""
+        if self._run_task is None:
+            self._run_task = asyncio.create_task(self.run(), name=f"worker-{self.task_queue}")
+
+    async def shutdown(self) -> None:
+        """Stop polling, let running activities finish (up to the grace period), stop."""
+        self._stop.set()
+        if self._run_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._run_task
+            self._run_task = None
+        if self._owns_client:
+            await self.client.close()
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    # ------------------------------------------------------------------ workflow tasks
+
+    async def _poll_workflow_tasks(self) -> None:
+        types = frozenset(self._workflows)
+        while not self._stop.is_set():
+            await self._wt_slots.acquire()
+            try:
+                info = await self.service.poll_workflow_task(
+                    self.namespace,
+                    self.task_queue,
+                    self.identity,
+                    workflow_types=types,
+                    timeout=self._poll_timeout,
+                )
+            except asyncio.CancelledError:
+                self._wt_slots.release()
+                raise
+            except Exception:
+                self._wt_slots.release()
+                log.exception("polling workflow tasks failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+                continue
+            if info is None:
+                self._wt_slots.release()
+                continue
+            task = asyncio.create_task(self._handle_workflow_task(info))
+            self._running_wts.add(task)
+            task.add_done_callback(self._wt_done)
+
+    def _wt_done(self, task: asyncio.Task[Any]) -> None:
+        self._running_wts.discard(task)
+        self._wt_slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("workflow task handler failed", exc_info=task.exception())
+
+    async def _fetch(self, info: WorkflowTaskInfo, after: int) -> list[HistoryEvent]:
+        events: list[HistoryEvent] = []
+        while after < info.seen_up_to:
+            _, page = await self.service.get_history(
+                info.namespace, info.workflow_id, info.run_id, after=after, up_to=info.seen_up_to
+            )
+            if not page:
+                break
+            events.extend(page)
+            after = page[-1].event_id
+        return events
+
+    def _evict(self, run_id: str) -> None:
+        self._cache.pop(run_id, None)
+
+    async def _activate(
+        self,
+        instance: WorkflowInstance,
+        events: list[HistoryEvent],
+        info: WorkflowTaskInfo,
+        final: bool,
+    ) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        future = loop.run_in_executor(
+            self._wf_executor,
+            lambda: ctx.run(
+                instance.process,
+                events,
+                seen_up_to=info.seen_up_to,
+                started_time_ms=info.started_time_ms,
+                final=final,
+            ),
+        )
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self._deadlock_timeout)
+        except TimeoutError:
+            raise _DeadlockError(
+                f"workflow code blocked the workflow task for more than {self._deadlock_timeout:g} s "
+                "(no await on a workflow API? blocking I/O in workflow code?)"
+            ) from None
+
+    async def _handle_workflow_task(self, info: WorkflowTaskInfo) -> None:
+        if info.query is not None:
+            await self._handle_query(info)
+            return
+        token = info.token
+        if token is None:
+            return
+        definition = self._workflows.get(info.workflow_type)
+        if definition is None:
+            await self._fail_wt(
+                token,
+                "unknown_workflow_type",
+                Failure(
+                    message=f"workflow type {info.workflow_type!r} is not registered on this worker "
+                    f"(known: {', '.join(sorted(self._workflows))})",
+                    type="UnknownWorkflowType",
+                ),
+            )
+            return
+        instance = self._cache.pop(info.run_id, None)
+        if instance is not None and instance.last_event_id > info.seen_up_to:
+            instance = None
+        if instance is None:
+            self.stats["cache_miss"] += 1
+            instance = WorkflowInstance(
+                definition,
+                namespace=info.namespace,
+                workflow_id=info.workflow_id,
+                run_id=info.run_id,
+                task_queue=info.task_queue,
+            )
+        else:
+            self.stats["cache_hit"] += 1
+        try:
+            if info.history and info.history_after <= instance.last_event_id:
+                # The task brought the events we lack (old ones are skipped by the instance).
+                events = list(info.history)
+                if events[-1].event_id < info.seen_up_to:
+                    events += await self._fetch(info, events[-1].event_id)
+            else:
+                events = await self._fetch(info, instance.last_event_id)
+            commands = await self._activate(instance, events, info, final=True)
+        except NonDeterminismError as exc:
+            log.error("non-determinism in %s run %s: %s", info.workflow_id, info.run_id, exc)
+            await self._fail_wt(
+                token, "non_determinism", Failure(message=str(exc), type="NonDeterminismError")
+            )
+            return
+        except WorkflowCodeError as exc:
+            cause = exc.__cause__ or exc
+            await self._fail_wt(token, "workflow_error", failure_from_exception(cause))
+            return
+        except _DeadlockError as exc:
+            await self._fail_wt(token, "deadlock", Failure(message=str(exc), type="DeadlockError"))
+            return
+        except PayloadEncodingError as exc:
+            await self._fail_wt(token, "bad_payload", failure_from_exception(exc))
+            return
+        try:
+            outcome = await self.service.complete_workflow_task(
+                token, commands, identity=self.identity, sticky=self._sticky
+            )
+        except StaleTaskError:
+            return
+        except CadenzaError as exc:
+            log.warning("completing workflow task of %s failed: %s", info.workflow_id, exc)
+            return
+        self.stats["workflow_tasks"] += 1
+        if outcome == "completed" and not instance.closed and self._sticky:
+            self._cache[info.run_id] = instance
+            while len(self._cache) > self._max_cached:
+                self._cache.popitem(last=False)
+
+    async def _fail_wt(self, token: TaskToken, cause: str, failure: Failure) -> None:
+        self._evict(token.run_id)
+        self.stats["workflow_task_failures"] += 1
+        with contextlib.suppress(StaleTaskError):
+            await self.service.fail_workflow_task(
+                token, cause=cause, failure=failure, identity=self.identity
+            )
+
+    async def _handle_query(self, info: WorkflowTaskInfo) -> None:
+        query = info.query
+        if query is None:
+            return
+        result: msgspec.Raw | None = None
+        error: str | None = None
+        definition = self._workflows.get(info.workflow_type)
+        try:
+            if definition is None:
+                raise ApplicationError(f"workflow type {info.workflow_type!r} is not registered")
+            instance = WorkflowInstance(
+                definition,
+                namespace=info.namespace,
+                workflow_id=info.workflow_id,
+                run_id=info.run_id,
+                task_queue=info.task_queue,
+            )
+            events = await self._fetch(info, 0)
+            # Answer from the newest state: replay, then apply the input that no completed
+            # task has seen yet (its commands are discarded), as if the pending task had run.
+            await self._activate(instance, events, info, final=True)
+            result = instance.query(query.query_type, query.args)
+        except Exception as exc:  # every failure goes back to the caller
+            error = str(exc) or type(exc).__name__
+        answer = self.service.respond_query(query.query_id, result, error)
+        if inspect.isawaitable(answer):
+            await answer
+
+    # ------------------------------------------------------------------ activities
+
+    async def _poll_activity_tasks(self) -> None:
+        types = frozenset(self._activities)
+        while not self._stop.is_set():
+            await self._activity_slots.acquire()
+            try:
+                task_info = await self.service.poll_activity_task(
+                    self.namespace,
+                    self.task_queue,
+                    self.identity,
+                    activity_types=types,
+                    timeout=self._poll_timeout,
+                )
+            except asyncio.CancelledError:
+                self._activity_slots.release()
+                raise
+            except Exception:
+                self._activity_slots.release()
+                log.exception("polling activity tasks failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+                continue
+            if task_info is None:
+                self._activity_slots.release()
+                continue
+            self._start_activity(task_info)
+
+    def _start_activity(self, task_info: ActivityTaskInfo) -> None:
+        token = task_info.token
+        key = f"{token.run_id}:{token.scheduled_event_id}:{token.attempt}"
+        loop = asyncio.get_running_loop()
+        heartbeats = _Heartbeater(self, token, task_info.heartbeat_timeout, loop)
+        info = ActivityInfo(
+            activity_id=task_info.activity_id,
+            activity_type=task_info.activity_type,
+            attempt=token.attempt,
+            idempotency_key=f"{token.workflow_id}/{token.run_id}/{token.scheduled_event_id}",
+            workflow_id=token.workflow_id,
+            run_id=token.run_id,
+            workflow_type=task_info.workflow_type,
+            namespace=token.namespace,
+            task_queue=task_info.task_queue,
+            scheduled_event_id=token.scheduled_event_id,
+            scheduled_time=_ms_dt(task_info.scheduled_time_ms),
+            started_time=_ms_dt(task_info.started_time_ms),
+            start_to_close_timeout=_td(task_info.start_to_close_timeout),
+            schedule_to_close_timeout=_td(task_info.schedule_to_close_timeout),
+            heartbeat_timeout=_td(task_info.heartbeat_timeout),
+            heartbeat_details=tuple(task_info.heartbeat_details),
+        )
+        ctx = ActivityContext(info=info, heartbeater=heartbeats.record)
+        heartbeats.context = ctx
+        task = asyncio.create_task(self._run_activity(task_info, ctx, heartbeats))
+        self._running_activities[key] = (task, ctx)
+        heartbeats.task = task
+
+        def done(_: asyncio.Task[Any]) -> None:
+            self._running_activities.pop(key, None)
+            self._activity_slots.release()
+
+        task.add_done_callback(done)
+
+    async def _run_activity(
+        self, task_info: ActivityTaskInfo, ctx: ActivityContext, heartbeats: _Heartbeater
+    ) -> None:
+        token = task_info.token
+        definition = self._activities.get(task_info.activity_type)
+        try:
+            if definition is None:
+                raise ApplicationError(
+                    f"activity type {task_info.activity_type!r} is not registered on worker "
+                    f"{self.identity} (known: {', '.join(sorted(self._activities))})",
+                    type="ActivityTypeNotRegistered",
+                    non_retryable=True,
+                )
+            try:
+                args = decode_args(task_info.input, definition.arg_types)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                raise ApplicationError(
+                    f"arguments do not match activity {definition.name!r}: {exc}",
+                    type="InvalidInput",
+                    non_retryable=True,
+                ) from None
+            result = await self._invoke(definition, args, ctx)
+            try:
+                payload = encode_value(result, "result")
+            except PayloadEncodingError as exc:
+                raise ApplicationError(
+                    str(exc), type="PayloadEncodingError", non_retryable=True
+                ) from None
+            await heartbeats.stop()
+            await self.service.complete_activity(token, payload, identity=self.identity)
+            self.stats["activities_completed"] += 1
+        except asyncio.CancelledError:
+            await heartbeats.stop()
+            if ctx.cancelled.is_set() and not self._stop.is_set():
+                await self.service.report_activity_canceled(
+                    token, msgspec.Raw(b"null"), identity=self.identity
+                )
+            elif self._stop.is_set():
+                await self.service.fail_activity(
+                    token,
+                    Failure(
+                        message="worker shut down while the activity ran", type="WorkerShutdown"
+                    ),
+                    identity=self.identity,
+                )
+            else:
+                raise
+        except Exception as exc:
+            await heartbeats.stop(flush=True)
+            if (
+                ctx.cancelled.is_set()
+                and isinstance(exc, ApplicationError)
+                and exc.type == "CancelledError"
+            ):
+                await self.service.report_activity_canceled(
+                    token, msgspec.Raw(b"null"), identity=self.identity
+                )
+                return
+            self.stats["activities_failed"] += 1
+            await self.service.fail_activity(
+                token, failure_from_exception(exc), identity=self.identity
+            )
+
+    async def _invoke(
+        self, definition: ActivityDefinition, args: list[Any], ctx: ActivityContext
+    ) -> Any:
+        if definition.is_async:
+            token = set_context(ctx)
+            try:
+                return await definition.fn(*args)
+            finally:
+                reset_context(token)
+        loop = asyncio.get_running_loop()
+
+        def call() -> Any:
+            token = set_context(ctx)
+            try:
+                return definition.fn(*args)
+            finally:
+                reset_context(token)
+
+        return await loop.run_in_executor(self._executor, contextvars.copy_context().run, call)
+
+
+def _td(value: float | None) -> timedelta | None:
+    return timedelta(seconds=value) if value is not None else None
+
+
+class _Heartbeater:
+    """Throttles an attempt's heartbeats and relays cancellation back to it."""
+
+    def __init__(
+        self,
+        worker: Worker,
+        token: TaskToken,
+        timeout: float | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._worker = worker
+        self._token = token
+        self._interval = min(timeout * 0.5, 30.0) if timeout else 10.0
+        self._loop = loop
+        self._pending: list[Any] | None = None
+        self._latest: list[Any] | None = None
+        self._acked: list[Any] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._last_sent = 0.0
+        self.context: ActivityContext | None = None
+        self.task: asyncio.Task[Any] | None = None
+
+    def record(self, details: Sequence[Any]) -> None:
+        """Called by ``activity.heartbeat`` from the loop or from a thread."""
+        try:
+            asyncio.get_running_loop()
+            in_loop = True
+        except RuntimeError:
+            in_loop = False
+        if in_loop:
+            self._record(list(details))
+        else:
+            self._loop.call_soon_threadsafe(self._record, list(details))
+
+    def _record(self, details: list[Any]) -> None:
+        self._pending = details
+        self._latest = details
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.ensure_future(self._send_loop())
+
+    async def _send_loop(self) -> None:
+        while self._pending is not None:
+            wait = self._last_sent + self._interval - self._loop.time()
+            if wait > 0 and self._last_sent:
+                await asyncio.sleep(wait)
+            details, self._pending = self._pending, None
+            if details is None:
+                return
+            self._last_sent = self._loop.time()
+            try:
+                response = await self._worker.service.heartbeat_activity(self._token, details)
+            except CadenzaError as exc:
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            self._acked = details
+            if response.cancel_requested and self.context is not None:
+                self.context.cancelled.set()
+                if self.task is not None and not self.task.done():
+                    definition = self._worker._activities.get(self.context.info.activity_type)
+                    if definition is not None and definition.is_async:
+                        self.task.cancel()
+
+    async def stop(self, *, flush: bool = False) -> None:
+        """Stop sending (the attempt is over); with ``flush``, first send details recorded
+        since the last heartbeat so that the next attempt resumes from them."""
+        if self._sender is not None and not self._sender.done():
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sender
+        self._pending = None
+        details = self._latest
+        if flush and details is not None and details is not self._acked:
+            try:
+                await self._worker.service.heartbeat_activity(self._token, details)
+            except CadenzaError as exc:
+                log.warning("final heartbeat failed: %s", exc)

@@ -1,0 +1,200 @@
+"""The event log store: compare-and-swap, fencing, tamper evidence, migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from cadenza.engine import Engine, Settings
+from cadenza.engine._mutation import Mutation
+from cadenza.history import (
+    ConditionFailedError,
+    ShardOwnershipLostError,
+    SqlStore,
+    TimerRecord,
+    _tables,
+    verify_chain,
+)
+from cadenza.history._events import WorkflowExecutionSignaled
+from cadenza.sdk import Client
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    return request.getfixturevalue("pg_database_factory")("store")
+
+
+async def _started(url: str) -> tuple[Engine, Client, str]:
+    engine = Engine(Settings(database_url=url, shard_count=4))
+    await engine.start()
+    client = Client(engine)
+    handle = await client.start_workflow("Anything", id="wf-1", task_queue="q")
+    return engine, client, handle.first_execution_run_id or ""
+
+
+async def test_compare_and_swap_rejects_a_stale_writer(fresh_url: str) -> None:
+    engine, _client, run_id = await _started(fresh_url)
+    try:
+        shard = engine.shard_of("default", "wf-1")
+        record = await engine.store.get_execution(shard, run_id)
+        assert record is not None
+        stale = await engine.store.get_execution(shard, run_id)
+        fresh = Mutation(
+            shard_id=shard,
+            range_id=engine.range_id(shard),
+            namespace="default",
+            workflow_id="wf-1",
+            run_id=run_id,
+            now_ms=engine.clock.now_ms(),
+            record=record,
+        )
+        fresh.add(WorkflowExecutionSignaled(signal_name="a"))
+        await engine.store.write(fresh.to_write())
+        late = Mutation(
+            shard_id=shard,
+            range_id=engine.range_id(shard),
+            namespace="default",
+            workflow_id="wf-1",
+            run_id=run_id,
+            now_ms=engine.clock.now_ms(),
+            record=stale,
+        )
+        late.add(WorkflowExecutionSignaled(signal_name="b"))
+        with pytest.raises(ConditionFailedError):
+            await engine.store.write(late.to_write())
+        events = await engine.store.read_events(shard, run_id)
+        assert [e.event_type for e in events][-1] == "workflow_execution_signaled"
+        assert events[-1].attributes.signal_name == "a"
+        assert verify_chain("default", "wf-1", run_id, events).ok
+    finally:
+        await engine.stop()
+
+
+async def test_a_writer_with_a_stale_fencing_token_cannot_append(fresh_url: str) -> None:
+    engine, client, run_id = await _started(fresh_url)
+    try:
+        shard = engine.shard_of("default", "wf-1")
+        old_token = engine.range_id(shard)
+        # Another process takes the shard over (its lease expired).
+        other = SqlStore(fresh_url)
+        new_token = await other.acquire_shard(shard, "other-process", 10**15, 10**15)
+        await other.close()
+        assert new_token == old_token + 1
+        before = len(await engine.store.read_events(shard, run_id))
+        with pytest.raises(ShardOwnershipLostError):
+            await client.get_workflow_handle("wf-1").signal("late")
+        assert len(await engine.store.read_events(shard, run_id)) == before
+        assert shard not in engine.shards.owned()
+    finally:
+        await engine.stop()
+
+
+async def test_tampering_is_detected_at_the_edited_event(fresh_url: str) -> None:
+    engine, client, run_id = await _started(fresh_url)
+    try:
+        handle = client.get_workflow_handle("wf-1")
+        for name in ("a", "b", "c"):
+            await handle.signal(name)
+        assert (await engine.verify_history("default", "wf-1")).ok
+        # Rewrite the signal name of event 4 behind the engine's back.
+        if fresh_url.startswith("sqlite"):
+            with sqlite3.connect(fresh_url[len("sqlite:///") :]) as conn:
+                conn.execute(
+                    'UPDATE events SET data = replace(data, \'"signal_name":"b"\', \'"signal_name":"B"\') '
+                    "WHERE run_id = ?",
+                    (run_id,),
+                )
+        else:
+            with psycopg.connect(fresh_url, autocommit=True) as conn:
+                conn.execute(
+                    'UPDATE events SET data = replace(data, \'"signal_name":"b"\', \'"signal_name":"B"\') '
+                    "WHERE run_id = %s",
+                    (run_id,),
+                )
+        verdict = await engine.verify_history("default", "wf-1")
+        assert not verdict.ok
+        events = await engine.store.read_events(engine.shard_of("default", "wf-1"), run_id)
+        edited = next(e for e in events if getattr(e.attributes, "signal_name", None) == "B")
+        assert verdict.first_bad_event_id == edited.event_id
+    finally:
+        await engine.stop()
+
+
+async def test_timer_rows_are_written_with_their_shard(fresh_url: str) -> None:
+    store = SqlStore(fresh_url)
+    try:
+        await store.migrate()
+        await store.ensure_cluster(4)
+        assert await store.next_timer_ms([0, 1, 2, 3]) is None
+        assert await store.due_timers([0], 10, 10) == []
+        assert isinstance(TimerRecord, type)
+    finally:
+        await store.close()
+
+
+def _schema(url: str) -> dict:
+    if url.startswith("sqlite"):
+        engine = create_engine(url)
+    else:
+        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        inspector = inspect(engine)
+        out = {}
+        for table in sorted(inspector.get_table_names()):
+            columns = {
+                c["name"]: (type(c["type"]).__name__.replace("BIGINT", "INTEGER"), c["nullable"])
+                for c in inspector.get_columns(table)
+            }
+            pk = tuple(inspector.get_pk_constraint(table)["constrained_columns"])
+            indexes = sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                for i in inspector.get_indexes(table)
+            )
+            out[table] = (columns, pk, indexes)
+        return out
+    finally:
+        engine.dispose()
+
+
+async def test_migrations_build_exactly_the_declared_schema(request, tmp_path) -> None:
+    """One schema truth: a database built by running every migration equals one built from
+    the table definitions, on both databases."""
+    factory = request.getfixturevalue("pg_database_factory")
+    for kind in ("sqlite", "postgresql"):
+        if kind == "sqlite":
+            migrated, declared = f"sqlite:///{tmp_path}/m.db", f"sqlite:///{tmp_path}/d.db"
+        else:
+            migrated, declared = factory("mig"), factory("decl")
+        store = SqlStore(migrated)
+        await store.migrate()
+        await store.close()
+        sync_url = (
+            declared
+            if kind == "sqlite"
+            else declared.replace("postgresql://", "postgresql+psycopg://", 1)
+        )
+        engine = create_engine(sync_url)
+        _tables.metadata.create_all(engine)
+        engine.dispose()
+        assert _schema(migrated) == _schema(declared), kind
+
+
+async def test_unique_running_execution_per_workflow_id(fresh_url: str) -> None:
+    engine, client, _ = await _started(fresh_url)
+    try:
+        from cadenza.history import WorkflowAlreadyStartedError
+
+        with pytest.raises(WorkflowAlreadyStartedError):
+            await client.start_workflow(
+                "Anything", id="wf-1", task_queue="q", request_id=uuid.uuid4().hex
+            )
+    finally:
+        await engine.stop()
