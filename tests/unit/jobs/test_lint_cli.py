@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import textwrap
 from pathlib import Path
 
@@ -10,8 +9,6 @@ import pytest
 
 from cadenza.engine._job_lint import lint_paths, read_variable_names
 from cadenza.frontend.cli import main
-
-HAS_CRON = importlib.util.find_spec("cadenza.timers._cron") is not None
 
 GOOD = """\
 name: nightly
@@ -144,7 +141,6 @@ def test_template_errors_are_reported_when_there_is_no_cycle(
     ]
 
 
-@pytest.mark.skipif(not HAS_CRON, reason="cadenza.timers._cron is not installed yet")
 def test_invalid_cron_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _write(
         tmp_path,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
+import jsonschema
 import yaml
 
 from cadenza.engine._job_schema import JOB_SCHEMA_PATH, job_json_schema, render_job_schema
@@ -31,7 +31,6 @@ def test_schema_covers_both_file_shapes() -> None:
 
 
 def test_documents_validate_against_the_schema() -> None:
-    jsonschema = pytest.importorskip("jsonschema")
     validator = jsonschema.Draft202012Validator(json.loads(render_job_schema()))
     data = yaml.safe_load((Path(__file__).parent / "examples" / "full.yaml").read_text())
     # JSON Schema sees text, as in a JSON file.
