@@ -74,6 +74,9 @@ from cadenza.timers import Clock, SystemClock, TimerService
 
 log = logging.getLogger("cadenza.engine")
 
+_LOOP_RESTART_MIN_S = 0.5
+_LOOP_RESTART_MAX_S = 10.0
+
 T = TypeVar("T")
 
 _MAX_CAS_RETRIES = 50
@@ -183,15 +186,34 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
 
     def _spawn(self, loop_factory: Callable[[], Awaitable[None]], name: str) -> None:
         async def supervised() -> None:
-            try:
-                await loop_factory()
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # a dead loop must stop the engine loudly
-                log.critical("engine loop %s died: %r; stopping the engine", name, exc)
-                self.failure = exc
-                self._stop.set()
-                self.notifier.notify_all()
+            backoff = _LOOP_RESTART_MIN_S
+            while True:
+                started = asyncio.get_running_loop().time()
+                try:
+                    await loop_factory()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except StoreError as exc:
+                    # The database went away for a moment (restart, failover, our sessions
+                    # ended by a peer that took our shards while we were frozen): the loop
+                    # starts over once it is back instead of leaving a zombie engine.
+                    if self._stop.is_set():
+                        return
+                    if asyncio.get_running_loop().time() - started > 30:
+                        backoff = _LOOP_RESTART_MIN_S
+                    log.warning(
+                        "engine loop %s: %s; restarting it in %.1f s", name, exc, backoff
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), timeout=backoff)
+                    backoff = min(backoff * 2, _LOOP_RESTART_MAX_S)
+                except BaseException as exc:  # a dead loop must stop the engine loudly
+                    log.critical("engine loop %s died: %r; stopping the engine", name, exc)
+                    self.failure = exc
+                    self._stop.set()
+                    self.notifier.notify_all()
+                    return
 
         self._loops.append(asyncio.create_task(supervised(), name=f"cadenza-{name}"))
 

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -209,10 +209,17 @@ class SqlStore:
                 self.url,
                 pool_size=pool_size,
                 max_overflow=pool_size // 2,
-                pool_pre_ping=False,
+                # A pooled connection the server ended (restart, failover, a peer that took
+                # our shards while we were frozen) is replaced before use, not failed on.
+                pool_pre_ping=True,
                 connect_args={
                     "connect_timeout": int(connect_timeout),
                     "application_name": application_name[:63],
+                    # A peer that vanished without closing the socket is noticed in ~1 min.
+                    "keepalives": 1,
+                    "keepalives_idle": 30,
+                    "keepalives_interval": 10,
+                    "keepalives_count": 3,
                     # A process paused in the middle of a transaction must not hold row locks
                     # (and block the shard's new owner) for longer than this.
                     "options": f"-c idle_in_transaction_session_timeout={int(idle_txn_timeout * 1000)}",
@@ -540,8 +547,8 @@ class SqlStore:
         while not stop.is_set():
             conn: Any = None
             try:
-                conn = await psycopg.AsyncConnection.connect(
-                    dsn, autocommit=True, connect_timeout=10
+                conn = await _connect_cancel_safe(
+                    psycopg.AsyncConnection.connect(dsn, autocommit=True, connect_timeout=10)
                 )
                 await conn.execute("LISTEN cadenza")
                 notices = conn.notifies()
@@ -1091,3 +1098,17 @@ class SqlStore:
                 )
             )
             return {r[0] for r in rows}
+
+
+async def _connect_cancel_safe(connecting: Awaitable[Any]) -> Any:
+    """Await a driver connection; if we are cancelled meanwhile, let the connect finish and
+    close what it opened (a cancelled ``connect`` would otherwise leave an open connection to
+    the garbage collector)."""
+    task = asyncio.ensure_future(connecting)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            conn = await task
+            await conn.close()
+        raise

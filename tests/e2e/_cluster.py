@@ -149,3 +149,11 @@ def count_events(db_url: str, event_type: str) -> int:
             "SELECT count(*) FROM events WHERE event_type = %s", (event_type,)
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+def print_log_tails(procs: list[Proc], lines: int = 80) -> None:
+    """Print the end of each process's log; pytest shows it only when the test fails."""
+    for proc in procs:
+        tail = proc.log_text().splitlines()[-lines:]
+        print(f"----- {proc.name} (last {len(tail)} lines) -----")
+        print("\n".join(tail))

@@ -116,6 +116,7 @@ async def test_paused_server_writes_nothing_to_lost_shards_and_takes_its_share_b
         for proc in [*workers, server_b, server_a]:
             proc.signal(signal.SIGCONT)
             await proc.stop(signal.SIGTERM)
+        c.print_log_tails([server_a, server_b, *workers])
 
 
 async def test_three_servers_two_workers_survive_sigkill(pg_database_factory, tmp_path) -> None:
@@ -166,3 +167,4 @@ async def test_three_servers_two_workers_survive_sigkill(pg_database_factory, tm
         await client.close()
         for proc in [*workers, *servers]:
             await proc.stop(signal.SIGTERM)
+        c.print_log_tails([*servers, *workers])

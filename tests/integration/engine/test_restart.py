@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import psycopg
+
 from cadenza.engine import Engine, Settings
+from cadenza.history import StoreUnavailableError
 from cadenza.sdk import Client, Worker
 from tests.integration.engine import workflows as w
 
@@ -34,5 +37,57 @@ async def test_overdue_timer_fires_after_restart(db_url: str) -> None:
         history = await client.get_workflow_handle("restart").fetch_history()
         assert [e.event_type for e in history].count("timer_fired") == 1
         assert (await engine.verify_history("default", "restart")).ok
+    finally:
+        await engine.stop()
+
+
+async def test_a_loop_that_loses_the_database_restarts_instead_of_stopping_the_engine(
+    db_url: str,
+) -> None:
+    engine = Engine(Settings(database_url=db_url, shard_count=2))
+    await engine.start()
+    runs: list[int] = []
+    back = asyncio.Event()
+
+    async def flaky_loop() -> None:
+        runs.append(len(runs))
+        if len(runs) < 3:
+            raise StoreUnavailableError("database unavailable: connection lost")
+        back.set()
+
+    try:
+        engine._spawn(flaky_loop, "flaky")
+        await asyncio.wait_for(back.wait(), 10)
+        assert runs == [0, 1, 2]
+        assert engine.failure is None and not engine._stop.is_set()
+    finally:
+        await engine.stop()
+
+
+async def test_engine_keeps_working_after_its_database_sessions_are_ended(
+    pg_database_factory,
+) -> None:
+    dsn = pg_database_factory("sessions")
+    engine = Engine(Settings(database_url=dsn, shard_count=2))
+    await engine.start()
+    client = Client(engine)
+    try:
+        async with Worker(client, task_queue="s", workflows=[w.CounterWorkflow]):
+            first = await client.execute_workflow(
+                w.CounterWorkflow.run, 0, 0, id="before", task_queue="s"
+            )
+            # What a peer does to a frozen process whose shards it takes.
+            with psycopg.connect(dsn, autocommit=True) as admin:
+                ended = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = %s AND pid <> pg_backend_pid()",
+                    (engine.owner[:63],),
+                ).fetchone()
+            assert ended is not None and ended[0] >= 1
+            second = await client.execute_workflow(
+                w.CounterWorkflow.run, 0, 0, id="after", task_queue="s", execution_timeout=60
+            )
+        assert second["count"] == first["count"] == 0
+        assert engine.failure is None
     finally:
         await engine.stop()
