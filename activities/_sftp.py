@@ -453,6 +453,7 @@ async def _upload(run: _Run) -> dict[str, Any]:
             raise _exists_error(run.prep, cfg.path, "remote")
 
     tmp = f"{cfg.path}.part-{_short_key()}"
+    renamed = False
     try:
         size, sha256 = await _send(run, tmp, source)
         attrs = await run.call(run.sftp.stat(tmp))
@@ -473,10 +474,12 @@ async def _upload(run: _Run) -> dict[str, Any]:
                     raise
                 if not await _same_remote(run, cfg.path, size, sha256):
                     raise _exists_error(run.prep, cfg.path, "remote") from None
-    except BaseException:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(run.sftp.remove(tmp), min(_CLEANUP_TIMEOUT, cfg.timeout))
-        raise
+                return {"path": cfg.path, "size": size, "sha256": sha256, "skipped": True}
+        renamed = True
+    finally:
+        if not renamed:  # also on cancellation: do not leave the temporary file behind
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(run.sftp.remove(tmp), min(_CLEANUP_TIMEOUT, cfg.timeout))
     return {"path": cfg.path, "size": size, "sha256": sha256, "skipped": False}
 
 

@@ -29,8 +29,15 @@ KEY_USER = "robot"
 class _Server(asyncssh.SSHServer):
     """Password auth for PASSWORD_USER, public-key auth for KEY_USER."""
 
-    def __init__(self, authorized_key: asyncssh.SSHKey) -> None:
+    def __init__(self, authorized_key: asyncssh.SSHKey, open_connections: set[int]) -> None:
         self._authorized_key = authorized_key
+        self._open = open_connections
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._open.add(id(self))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._open.discard(id(self))
 
     def begin_auth(self, username: str) -> bool:
         return True  # every user must authenticate
@@ -51,19 +58,24 @@ class _Server(asyncssh.SSHServer):
 
 
 class _Sftp(asyncssh.SFTPServer):
-    """asyncssh's file server, with a policy: nothing under ``/readonly`` may be changed.
-
-    (The tests may run as root, for whom file modes deny nothing, so the server denies.)
+    """asyncssh's file server, with a policy: nothing under ``/readonly`` may be changed
+    (the tests may run as root, for whom file modes deny nothing, so the server denies), and
+    opening ``/slow`` hangs (after setting ``slow_opened``) until the client goes away.
     """
+
+    slow_opened: asyncio.Event | None = None
 
     @staticmethod
     def _check(path: bytes) -> None:
         if path == b"/readonly" or path.startswith(b"/readonly/"):
             raise asyncssh.SFTPPermissionDenied("Permission denied")
 
-    def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
+    async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
         if pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_APPEND):
             self._check(path)
+        if path == b"/slow" and self.slow_opened is not None:
+            self.slow_opened.set()
+            await asyncio.sleep(60)
         return super().open(path, pflags, attrs)
 
     def remove(self, path: bytes) -> None:
@@ -78,6 +90,8 @@ class SftpServer:
     port: int
     root: Path
     host_key: asyncssh.SSHKey
+    open_connections: set[int]
+    slow_opened: asyncio.Event
 
     @property
     def host_key_line(self) -> str:
@@ -144,18 +158,38 @@ async def sftp_server(
     root = tmp_path / "remote"
     (root / "readonly").mkdir(parents=True)
     chroot = str(root).encode()
+    open_connections: set[int] = set()
+    slow_opened = asyncio.Event()
+
+    def sftp_factory(chan: asyncssh.SSHServerChannel) -> _Sftp:
+        server = _Sftp(chan, chroot=chroot)
+        server.slow_opened = slow_opened
+        return server
+
     acceptor = await asyncssh.create_server(
-        lambda: _Server(client_key),
+        lambda: _Server(client_key, open_connections),
         "127.0.0.1",
         0,
         server_host_keys=[host_key],
-        sftp_factory=lambda chan: _Sftp(chan, chroot=chroot),
+        sftp_factory=sftp_factory,
         allow_scp=False,
         config=[],
         login_timeout=10,
     )
     try:
-        yield SftpServer(port=acceptor.get_port(), root=root, host_key=host_key)
+        yield SftpServer(
+            port=acceptor.get_port(),
+            root=root,
+            host_key=host_key,
+            open_connections=open_connections,
+            slow_opened=slow_opened,
+        )
+        # The activity must have closed every connection it opened, whatever happened.
+        for _ in range(500):
+            if not open_connections:
+                break
+            await asyncio.sleep(0.01)
+        assert not open_connections, f"{len(open_connections)} SSH connection(s) left open"
     finally:
         acceptor.close()
         await acceptor.wait_closed()

@@ -512,3 +512,19 @@ async def test_server_that_never_answers_times_out_retryably(sftp_server: SftpSe
                 await writer.wait_closed()
         server.close()
         await server.wait_closed()
+
+
+async def test_cancel_closes_the_connection_and_leaves_no_temp_file(
+    sftp_server: SftpServer, local_root: Path
+) -> None:
+    (sftp_server.root / "slow").write_text("never read")
+    task = asyncio.create_task(
+        sftp_step(sftp_server.config("download", "/slow", local_path="slow.csv"))
+    )
+    await asyncio.wait_for(sftp_server.slow_opened.wait(), 10)
+    assert sftp_server.open_connections
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert entries(local_root) == []
+    # (the fixture then checks that the server saw the connection closed)
