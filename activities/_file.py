@@ -330,7 +330,8 @@ def _write(config: FileConfig, fmt_: Format | None, attempt: _Attempt) -> dict[s
         position = out.tell()
         if position:
             out.seek(-1, os.SEEK_END)
-            if fmt != "text" and out.read(1) != b"\n":
+            last = out.read(1)  # also moves back to the end
+            if table is not None and last != b"\n":
                 out.write(b"\n")
         if table is None:
             write_text(out, config.text or "", config)

@@ -10,7 +10,7 @@ import codecs
 import errno
 import re
 from pathlib import PurePath
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 
@@ -288,6 +288,10 @@ def coerce_file_config(config: Any) -> FileConfig:
         named = re.search(r"(?:missing required|unknown) field `([^`]+)`", message)
         if named:
             path = f"{path}.{named[1]}" if path else named[1]
+        if path == "types[...]" and isinstance(config.get("types"), dict):
+            kinds = get_args(ColumnType)
+            bad = next((k for k, v in config["types"].items() if v not in kinds), None)
+            path, message = f"types.{bad}", f"{message}; use one of: {', '.join(kinds)}"
         raise InvalidArgumentError(path or "config", message) from None
 
 

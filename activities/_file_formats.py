@@ -487,7 +487,9 @@ def read_parquet(fh: BinaryIO, path: Path, config: FileConfig) -> dict[str, Any]
                 if in_activity():
                     heartbeat({"rows_read": first + skip + take})
         except (pa.ArrowException, OSError, ValueError) as exc:
-            if isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):
+            # pyarrow reports corrupt data as OSError without an errno; a real I/O error of
+            # the file object has one (and stays retryable).
+            if isinstance(exc, OSError) and exc.errno is not None:
                 raise
             raise invalid_file(path, f"corrupt Parquet data: {exc}") from None
     page.has_more = config.offset + len(page.rows) < total
