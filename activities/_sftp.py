@@ -206,20 +206,28 @@ def _place(tmp: Path, target: Path, replace: bool) -> bool:
     return True
 
 
-async def _close_file(run: _Run, handle: asyncssh.SFTPClientFile) -> None:
+@contextlib.asynccontextmanager
+async def _remote_file(run: _Run, path: str, mode: str) -> AsyncIterator[asyncssh.SFTPClientFile]:
+    """An open remote file (binary). Closed on the way out: checked after success (a server may
+    report a write error only then), best-effort and briefly after a failure or cancellation,
+    when closing the connection releases the handle anyway."""
+    handle = await run.call(run.sftp.open(path, mode, encoding=None))
+    try:
+        yield handle
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(handle.close(), min(_CLOSE_TIMEOUT, run.config.timeout))
+        raise
     await run.call(handle.close())
 
 
 async def _remote_digest(run: _Run, path: str) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
-    handle = await run.call(run.sftp.open(path, "rb", encoding=None))
-    try:
+    async with _remote_file(run, path, "rb") as handle:
         while chunk := await run.call(handle.read(_CHUNK)):
             digest.update(chunk)
             size += len(chunk)
-    finally:
-        await _close_file(run, handle)
     return size, digest.hexdigest()
 
 
@@ -327,14 +335,11 @@ async def _read(run: _Run) -> dict[str, Any]:
     if attrs.size is not None and attrs.size > limit:
         raise too_large(attrs.size)
     buffer = bytearray()
-    handle = await run.call(run.sftp.open(cfg.path, "rb", encoding=None))
-    try:
+    async with _remote_file(run, cfg.path, "rb") as handle:
         while chunk := await run.call(handle.read(min(_CHUNK, limit + 1 - len(buffer)))):
             buffer += chunk
             if len(buffer) > limit:  # the file grew after stat()
                 raise too_large(f"more than {limit}")
-    finally:
-        await _close_file(run, handle)
     data = bytes(buffer)
     try:
         text = data.decode(prep.encoding)
@@ -397,15 +402,12 @@ async def _download(run: _Run) -> dict[str, Any]:
     try:
         fh = await _local(tmp, open, tmp, "xb")
         try:
-            handle = await run.call(run.sftp.open(cfg.path, "rb", encoding=None))
-            try:
+            async with _remote_file(run, cfg.path, "rb") as handle:
                 while chunk := await run.call(handle.read(_CHUNK)):
                     digest.update(chunk)
                     await _local(tmp, fh.write, chunk)
                     done += len(chunk)
                     _progress(done, attrs.size)
-            finally:
-                await _close_file(run, handle)
             await _local(tmp, _flush, fh)
         finally:
             await _local(tmp, fh.close)
@@ -490,8 +492,7 @@ async def _send(run: _Run, tmp: str, source: Path | None) -> tuple[int, str]:
     total = len(run.prep.data) if run.prep.data is not None else None
     fh = await _local(source, open, source, "rb") if source is not None else None
     try:
-        handle = await run.call(run.sftp.open(tmp, "wb", encoding=None))
-        try:
+        async with _remote_file(run, tmp, "wb") as handle:
             while True:
                 if fh is not None:
                     chunk = await _local(source, fh.read, _CHUNK)  # type: ignore[arg-type]
@@ -503,8 +504,6 @@ async def _send(run: _Run, tmp: str, source: Path | None) -> tuple[int, str]:
                 digest.update(chunk)
                 done += len(chunk)
                 _progress(done, total)
-        finally:
-            await _close_file(run, handle)
     finally:
         if fh is not None:
             await asyncio.to_thread(fh.close)
