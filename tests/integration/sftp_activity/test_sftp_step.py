@@ -528,3 +528,46 @@ async def test_cancel_closes_the_connection_and_leaves_no_temp_file(
         await task
     assert entries(local_root) == []
     # (the fixture then checks that the server saw the connection closed)
+
+
+# --------------------------------------------------------------------------- as a job step
+
+
+class _SecretBackend:
+    """What a worker asks for the secrets of a running job step."""
+
+    def __init__(self, secrets: dict[str, str]) -> None:
+        self.secrets = secrets
+
+    async def activity_secrets(self, ref: Any) -> dict[str, str]:
+        return dict(self.secrets)
+
+    async def run_variables(self, namespace: str, names: list[str]) -> dict[str, Any]:
+        return {}
+
+
+async def test_job_step_resolves_the_secret_password_at_run_time(
+    sftp_server: SftpServer, local_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cadenza.sdk._job_activities import secret_aware
+
+    caplog.set_level(logging.DEBUG)
+    (sftp_server.root / "settle_20250601.csv").write_text("id,amount\n1,100\n")
+    config = sftp_server.config(
+        "download",
+        "/settle_20250601.csv",
+        local_path="settle.csv",
+        password={"kind": "secret_ref", "name": "SFTP_PASSWORD"},  # as the history holds it
+    )
+    step = secret_aware(sftp_step, _SecretBackend({"SFTP_PASSWORD": PASSWORD}))
+    with activity("nightly-settlement/run-1/5"):
+        result = await step(config)
+    assert result["local_path"] == str(local_root / "settle.csv")
+    assert (local_root / "settle.csv").read_text() == "id,amount\n1,100\n"
+
+    wrong = secret_aware(sftp_step, _SecretBackend({"SFTP_PASSWORD": "Wr0ng-secret-value"}))
+    with activity("nightly-settlement/run-1/6"), pytest.raises(ApplicationError) as err:
+        await wrong(config)
+    assert err.value.type == "SftpAuthenticationFailed"
+    assert err.value.non_retryable
+    assert PASSWORD not in caplog.text and "Wr0ng-secret-value" not in caplog.text
