@@ -137,7 +137,7 @@
     const rows = $("wf-rows");
     rows.replaceChildren();
     for (const wf of workflows) {
-      const href = `#/wf/${encodeURIComponent(wf.workflow_id)}?run=${encodeURIComponent(wf.run_id)}`;
+      const href = wfHref(wf.workflow_id, wf.run_id);
       rows.append(el("tr", { class: "link", onclick: () => { window.location.hash = href; } },
         el("td", { class: "id" }, el("a", { href, text: wf.workflow_id })),
         el("td", { text: wf.workflow_type }),
@@ -353,7 +353,7 @@
     const cur = state.current;
     try {
       await api("POST", wfPath(cur.workflowId, "/signal"), { namespace: namespace(), run_id: cur.runId },
-        { signal_name: name, input: args, request_id: crypto.randomUUID(), identity: "console" });
+        { signal_name: name, input: args, request_id: requestId(), identity: "console" });
       $("dlg-signal").close();
       showBanner(`Signal ${name} delivered.`, "info");
       await loadDetail(cur.workflowId, cur.runId);
@@ -392,7 +392,7 @@
     const reason = $("cf-reason").value.trim();
     const body = confirmAction === "terminate"
       ? { reason, identity: "console" }
-      : { reason, request_id: crypto.randomUUID(), identity: "console" };
+      : { reason, request_id: requestId(), identity: "console" };
     try {
       await api("POST", wfPath(cur.workflowId, `/${confirmAction}`), { namespace: namespace(), run_id: cur.runId }, body);
       $("dlg-confirm").close();
@@ -436,17 +436,39 @@
 
   // ------------------------------------------------------------------ routing
 
+  // Views other scripts add (console-jobs.js): {pattern, view, nav, enter(match)}.
+  const extraRoutes = [];
+
+  function addRoute(pattern, view, nav, enter) {
+    extraRoutes.push({ pattern, view, nav, enter });
+  }
+
+  function showView(view, nav) {
+    for (const section of document.querySelectorAll("main > section")) section.hidden = section.id !== view;
+    for (const link of document.querySelectorAll("#nav a")) {
+      link.classList.toggle("active", link.dataset.nav === nav);
+      if (link.dataset.nav === nav) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+  }
+
   function route() {
     showBanner("");
     const hash = window.location.hash || "#/";
+    for (const extra of extraRoutes) {
+      const found = hash.match(extra.pattern);
+      if (!found) continue;
+      state.current = null;
+      showView(extra.view, extra.nav);
+      extra.enter(found);
+      return;
+    }
     const match = hash.match(/^#\/wf\/([^?]+)(?:\?run=(.*))?$/);
     if (match) {
-      $("list-view").hidden = true;
-      $("detail-view").hidden = false;
+      showView("detail-view", "workflows");
       loadDetail(decodeURIComponent(match[1]), match[2] ? decodeURIComponent(match[2]) : null);
     } else {
-      $("detail-view").hidden = true;
-      $("list-view").hidden = false;
+      showView("list-view", "workflows");
       state.current = null;
       loadList();
     }
@@ -462,6 +484,24 @@
       if (saved.limit) $("f-limit").value = saved.limit;
     } catch (_) { /* ignore a corrupt entry */ }
   }
+
+  function requestId() {
+    if (window.crypto && typeof crypto.randomUUID === "function") return crypto.randomUUID();
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  function wfHref(workflowId, runId) {
+    const run = runId ? `?run=${encodeURIComponent(runId)}` : "";
+    return `#/wf/${encodeURIComponent(workflowId)}${run}`;
+  }
+
+  // What console-jobs.js (and any later page) shares: the same API client, token handling,
+  // banner and helpers, so every view behaves alike.
+  window.CadenzaConsole = Object.freeze({
+    $, el, api, ApiError, fmtTime, fmtDuration, statusBadge, namespace, showBanner, clearError,
+    requestId, wfHref, addRoute,
+  });
 
   document.addEventListener("DOMContentLoaded", () => {
     restoreFilters();
