@@ -29,6 +29,7 @@ import fnmatch
 import hashlib
 import logging
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -69,6 +70,9 @@ TEMP_SUFFIX = ".cadenza-tmp"
 MARKER_XATTR = "user.cadenza.activity"
 """Extended attribute naming the activity (idempotency key) that wrote a file, where the file
 system supports it; it lets a retry recognise its own earlier write."""
+
+# Temporary files of writes in progress: ours, and the ``sftp`` activity's downloads.
+_IN_PROGRESS_RE = re.compile(r"\..+\.(?:[0-9a-z_]+\.cadenza-tmp|[0-9a-f]{12}\.part)\Z")
 
 _NO_HARDLINK = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOSYS, errno.EOPNOTSUPP}
 _CHUNK = 1024 * 1024
@@ -377,7 +381,7 @@ def _list(config: FileConfig, fmt: Format | None, attempt: _Attempt) -> dict[str
     found: list[tuple[str, Path]] = []
 
     def take(name: str, full: Path) -> None:
-        if fnmatch.fnmatchcase(full.name, config.pattern) and not full.name.endswith(TEMP_SUFFIX):
+        if fnmatch.fnmatchcase(full.name, config.pattern) and not _IN_PROGRESS_RE.match(full.name):
             found.append((name, full))
             if len(found) > config.max_files:
                 raise ApplicationError(

@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 import python_calamine
 import xlsxwriter
 
-from cadenza.activities._context import heartbeat, in_activity
+from cadenza.activities._context import heartbeat, in_activity, info
 from cadenza.activities._file_config import (
     EXCEL_MAX_COLUMNS,
     EXCEL_MAX_ROWS,
@@ -95,10 +95,7 @@ def _other_json_safe(value: Any) -> Any:
         return _duration(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
-    item = getattr(value, "item", None)
-    if callable(item):
-        return json_safe(item())
-    tolist = getattr(value, "tolist", None)
+    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays
     if callable(tolist):
         return json_safe(tolist())
     return str(value)
@@ -807,6 +804,10 @@ def write_excel(out: BinaryIO, table: Table, config: FileConfig) -> None:
             "remove_timezone": True,
         },
     )
+    # The creation time is part of the file: take one that every attempt of the activity
+    # shares, so a retry writes the same bytes and recognises its earlier write.
+    created = info().scheduled_time if in_activity() else datetime.now(UTC)
+    workbook.set_properties({"created": created.astimezone(UTC).replace(tzinfo=None)})
     try:
         sheet = workbook.add_worksheet(config.sheet if isinstance(config.sheet, str) else None)
         formats = {

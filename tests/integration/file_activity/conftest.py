@@ -14,6 +14,9 @@ import pytest
 from cadenza.activities import ActivityContext, ActivityInfo, reset_context, set_context
 from cadenza.activities._local_paths import configure_file_roots
 
+SCHEDULED = datetime(2025, 6, 1, 17, 30, tzinfo=UTC)
+"""The activity's ``scheduled_time``: the same for every attempt, as in a real worker."""
+
 
 @pytest.fixture(autouse=True)
 def root(tmp_path: Path) -> Iterator[Path]:
@@ -43,7 +46,7 @@ def _activity(
         namespace="default",
         task_queue="cadenza-jobs",
         scheduled_event_id=7,
-        scheduled_time=now,
+        scheduled_time=SCHEDULED,
         started_time=now,
     )
     sink = heartbeats if heartbeats is not None else []

@@ -8,6 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -15,6 +17,7 @@ import xlsxwriter
 
 from cadenza.activities import ActivityDefinition
 from cadenza.activities._file import file_step
+from cadenza.activities._file_formats import json_safe, text_of
 from cadenza.history import ApplicationError
 
 ACCOUNTS = [
@@ -441,11 +444,10 @@ async def test_max_rows_guard_without_paging(root: Path) -> None:
 
 async def test_unknown_column_names_it_and_lists_the_available_ones(root: Path) -> None:
     await write("u.csv", rows=ACCOUNTS)
-    for name in ("u.csv",):
-        err = await failure({"operation": "read", "path": name, "columns": ["account", "amout"]})
-        assert err.type == "InvalidFileConfig" and err.non_retryable
-        assert err.details[0]["field"] == "columns[1]"
-        assert "'amout'" in err.message and "account, name, amount, branch" in err.message
+    err = await failure({"operation": "read", "path": "u.csv", "columns": ["account", "amout"]})
+    assert err.type == "InvalidFileConfig" and err.non_retryable
+    assert err.details[0]["field"] == "columns[1]"
+    assert "'amout'" in err.message and "account, name, amount, branch" in err.message
     await write("u.xlsx", rows=ACCOUNTS)
     await write("u.parquet", rows=ACCOUNTS)
     await write("u.jsonl", rows=ACCOUNTS)
@@ -471,3 +473,18 @@ async def test_decimal_and_bytes_are_written_as_text(root: Path) -> None:
         rows=[{"amount": Decimal("10.50"), "raw": b"\x01\x02", "at": date(2025, 1, 2)}],
     )
     assert (root / "d.csv").read_text() == "amount,raw,at\n10.50,AQI=,2025-01-02\n"
+
+
+def test_json_safe_values_from_numpy_and_pandas() -> None:
+    assert json_safe(np.int64(7)) == 7 and type(json_safe(np.int64(7))) is int
+    assert json_safe(np.float32(0.5)) == 0.5 and type(json_safe(np.float32(0.5))) is float
+    assert json_safe(np.float64("nan")) is None
+    assert json_safe(np.bool_(True)) is True
+    assert json_safe(pd.NaT) is None and json_safe(pd.NA) is None
+    assert json_safe(pd.Timestamp("2025-06-01 01:02:03")) == "2025-06-01T01:02:03"
+    assert json_safe(np.datetime64("2025-06-01T01:02:03")) == "2025-06-01T01:02:03"
+    assert json_safe(Decimal("1.10")) == "1.10" and json_safe(Decimal("NaN")) is None
+    assert json_safe(float("inf")) == "Infinity"
+    assert json_safe({"a": (1, b"\xff")}) == {"a": [1, "/w=="]}
+    assert json_safe(np.array([1, 2])) == [1, 2]
+    assert text_of(12.0) == "12" and text_of(0.1) == "0.1" and text_of(True) == "true"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,11 @@ async def test_retry_after_a_lost_completion_succeeds(root: Path, activity) -> N
     with activity(attempt=2, key="wf/run/7"):
         again = await run(operation="write", path="settle.xlsx", rows=ROWS)
     assert again == first
+    # Excel files carry a creation time: the activity's scheduled time, the same for every
+    # attempt, so that an attempt one second later still writes the same bytes.
+    with zipfile.ZipFile(root / "settle.xlsx") as xlsx:
+        core = xlsx.read("docProps/core.xml").decode()
+    assert '<dcterms:created xsi:type="dcterms:W3CDTF">2025-06-01T17:30:00Z' in core
     # Different content is a real collision, even for the same activity.
     with activity(attempt=3, key="wf/run/7"):
         err = await failure(operation="write", path="settle.xlsx", rows=ROWS[:1])
@@ -152,7 +158,8 @@ async def test_list_with_pattern_recursive_and_guard(root: Path) -> None:
     (inbox / "a_20250601.csv").write_text("x")
     (inbox / "readme.txt").write_text("x")
     (inbox / "2025/06/c_20250603.csv").write_text("xyz")
-    (inbox / f".a_20250601.csv.123{TEMP_SUFFIX}").write_text("partial")
+    (inbox / f".a_20250601.csv.1x_3{TEMP_SUFFIX}").write_text("partial")
+    (inbox / ".b_20250602.csv.0123456789ab.part").write_text("sftp download in progress")
     os.utime(inbox / "a_20250601.csv", (1_750_000_000, 1_750_000_000))
 
     flat = await run(operation="list", path="inbox", pattern="*.csv")
