@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
+import orjson
 
 from cadenza.engine._activity_tasks import ActivityTaskOps
 from cadenza.engine._api import (
@@ -83,14 +84,32 @@ _MAX_CAS_RETRIES = 50
 
 
 class _PendingQuery:
-    __slots__ = ("args", "future", "query_id", "query_type", "record")
+    """A query waiting for a worker. ``origin`` is the server that asked, when another server
+    relayed it here because its worker may poll this one."""
 
-    def __init__(self, record: ExecutionRecord, query_type: str, args: msgspec.Raw) -> None:
-        self.query_id = uuid.uuid4().hex
-        self.record = record
+    __slots__ = ("args", "future", "origin", "query_id", "query_type", "run_id", "shard_id")
+
+    def __init__(
+        self,
+        shard_id: int,
+        run_id: str,
+        query_type: str,
+        args: msgspec.Raw,
+        *,
+        query_id: str | None = None,
+        origin: str | None = None,
+    ) -> None:
+        self.query_id = query_id or uuid.uuid4().hex
+        self.shard_id = shard_id
+        self.run_id = run_id
         self.query_type = query_type
         self.args = args
+        self.origin = origin
         self.future: asyncio.Future[msgspec.Raw] = asyncio.get_running_loop().create_future()
+
+
+# PostgreSQL NOTIFY carries at most 8000 bytes; a relayed query or answer must fit in one.
+_MAX_RELAYED_QUERY_CHARS = 7000
 
 
 class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, ScheduleOps):
@@ -130,6 +149,7 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         self._run_lock_users: collections.Counter[str] = collections.Counter()
         self._queries: dict[tuple[str, str], collections.deque[_PendingQuery]] = {}
         self._queries_by_id: dict[str, _PendingQuery] = {}
+        self._background: set[asyncio.Future[None]] = set()
         self._registered: set[tuple[str, str, str, frozenset[str]]] = set()
         self._random = random.Random()
         # Rows of executions this process wrote last (it owns their shards, so they are
@@ -238,8 +258,11 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         for pending in list(self._queries_by_id.values()):
             if not pending.future.done():
                 pending.future.set_exception(QueryFailedError("engine is shutting down"))
-        for task in self._loops:
+        for task in [*self._loops, *self._background]:
             task.cancel()
+        for task in list(self._background):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         for task in self._loops:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -382,6 +405,10 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
                 self.timer_service.notify(int(parts[3]))
         elif kind == "c":
             self.notifier.notify(("closed", parts[2]))
+        elif kind == "q":
+            self._accept_relayed_query(parts[0], line.split("|", 2)[2])
+        elif kind == "a":
+            self._answer_relayed_query(line.split("|", 2)[2])
 
     def timer_notices(self, timers: list[Any]) -> list[str]:
         """NOTIFY lines for timers written into shards another server owns."""
@@ -871,21 +898,93 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         check_id("query_type", query_type, MAX_NAME_LENGTH)
         self.check_payload("args", args)
         record = await self.load_run(namespace, workflow_id, run_id)
-        pending = _PendingQuery(record, query_type, args)
+        pending = _PendingQuery(record.shard_id, record.run_id, query_type, args)
         key = (record.namespace, record.task_queue)
-        self._queries.setdefault(key, collections.deque()).append(pending)
-        self._queries_by_id[pending.query_id] = pending
-        self.notifier.notify_one(("workflow", record.namespace, record.task_queue))
+        self._enqueue_query(key, pending)
+        relayed = False
+        if self.clustered:
+            # The run's workers may poll another server: offer the query to every server.
+            relayed = await self._relay_query(record, pending, timeout)
         try:
             return await asyncio.wait_for(asyncio.shield(pending.future), timeout)
         except TimeoutError:
+            where = "" if relayed or not self.clustered else " on this server"
             raise QueryFailedError(
-                f"no worker answered query {query_type!r} within {timeout:g} s"
+                f"no worker answered query {query_type!r} within {timeout:g} s{where}"
             ) from None
         finally:
-            self._queries_by_id.pop(pending.query_id, None)
-            with contextlib.suppress(ValueError):
-                self._queries.get(key, collections.deque()).remove(pending)
+            self._forget_query(key, pending)
+
+    def _enqueue_query(self, key: tuple[str, str], pending: _PendingQuery) -> None:
+        self._queries.setdefault(key, collections.deque()).append(pending)
+        self._queries_by_id[pending.query_id] = pending
+        self.notifier.notify_one(("workflow", key[0], key[1]))
+
+    def _forget_query(self, key: tuple[str, str], pending: _PendingQuery) -> None:
+        if self._queries_by_id.get(pending.query_id) is pending:
+            del self._queries_by_id[pending.query_id]
+        with contextlib.suppress(ValueError):
+            self._queries.get(key, collections.deque()).remove(pending)
+
+    async def _relay_query(
+        self, record: ExecutionRecord, pending: _PendingQuery, timeout: float
+    ) -> bool:
+        notice = orjson.dumps(
+            {
+                "id": pending.query_id,
+                "ns": record.namespace,
+                "tq": record.task_queue,
+                "shard": record.shard_id,
+                "run": record.run_id,
+                "type": pending.query_type,
+                "args": bytes(pending.args).decode(),
+                "timeout": timeout,
+            }
+        ).decode()
+        if len(notice) > _MAX_RELAYED_QUERY_CHARS:
+            log.info("query %s not relayed: its arguments are too large", pending.query_id)
+            return False
+        try:
+            await self.store.publish([f"{self.owner}|q|{notice}"])
+        except StoreError as exc:
+            log.warning("query %s not relayed to other servers: %s", pending.query_id, exc)
+            return False
+        return True
+
+    def _accept_relayed_query(self, origin: str, body: str) -> None:
+        """Another server's query: offer it to the workers polling here until it expires."""
+        try:
+            q = orjson.loads(body)
+            pending = _PendingQuery(
+                int(q["shard"]),
+                str(q["run"]),
+                str(q["type"]),
+                msgspec.Raw(str(q["args"]).encode()),
+                query_id=str(q["id"]),
+                origin=origin,
+            )
+            key = (str(q["ns"]), str(q["tq"]))
+            timeout = float(q["timeout"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            log.warning("ignoring a malformed relayed query from %s: %s", origin, exc)
+            return
+        self._enqueue_query(key, pending)
+        asyncio.get_running_loop().call_later(timeout, self._forget_query, key, pending)
+
+    def _answer_relayed_query(self, body: str) -> None:
+        try:
+            answer = orjson.loads(body)
+            query_id = str(answer["id"])
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            log.warning("ignoring a malformed query answer: %s", exc)
+            return
+        pending = self._queries_by_id.get(query_id)
+        if pending is None or pending.origin is not None or pending.future.done():
+            return
+        if answer.get("error") is not None:
+            pending.future.set_exception(QueryFailedError(str(answer["error"])))
+        else:
+            pending.future.set_result(msgspec.Raw(str(answer.get("result", "null")).encode()))
 
     def take_query(self, namespace: str, task_queue: str) -> _PendingQuery | None:
         """The oldest unanswered query for a queue, for a polling worker."""
@@ -901,10 +1000,43 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         pending = self._queries_by_id.get(query_id)
         if pending is None or pending.future.done():
             return
+        if pending.origin is not None:
+            # Relayed from another server: the answer goes back the same way.
+            pending.future.set_result(msgspec.Raw(b"null"))
+            self._spawn_answer(pending, result, error)
+            return
         if error is not None:
             pending.future.set_exception(QueryFailedError(error))
         else:
             pending.future.set_result(result or msgspec.Raw(b"null"))
+
+    def _spawn_answer(
+        self, pending: _PendingQuery, result: msgspec.Raw | None, error: str | None
+    ) -> None:
+        body: dict[str, Any] = {"id": pending.query_id}
+        if error is not None:
+            body["error"] = error
+        else:
+            body["result"] = bytes(result or b"null").decode()
+        notice = orjson.dumps(body).decode()
+        if len(notice) > _MAX_RELAYED_QUERY_CHARS:
+            notice = orjson.dumps(
+                {
+                    "id": pending.query_id,
+                    "error": f"the query's answer ({len(notice)} bytes) is too large to relay "
+                    "between servers; send the query to the server its worker polls",
+                }
+            ).decode()
+
+        async def publish() -> None:
+            try:
+                await self.store.publish([f"{self.owner}|a|{notice}"])
+            except StoreError as exc:
+                log.warning("answer of relayed query %s lost: %s", pending.query_id, exc)
+
+        task = asyncio.ensure_future(publish())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # ------------------------------------------------------------------ test support
 

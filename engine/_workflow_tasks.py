@@ -144,7 +144,7 @@ class WorkflowTaskOps:
             ticket = self.notifier.ticket(key)
             query = self.take_query(namespace, task_queue)
             if query is not None:
-                record = await self.store.get_execution(query.record.shard_id, query.record.run_id)
+                record = await self.store.get_execution(query.shard_id, query.run_id)
                 if record is not None:
                     self.notifier.release(key, ticket)
                     return WorkflowTaskInfo(

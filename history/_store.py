@@ -72,6 +72,7 @@ class HistoryStore(Protocol):
     ) -> set[int]: ...
     async def release_shards(self, owner: str, shard_ids: Sequence[int]) -> None: ...
     async def terminate_sessions(self, owner: str) -> int: ...
+    async def publish(self, notices: Sequence[str]) -> None: ...
     async def shard_table(self) -> list[dict[str, Any]]: ...
     async def heartbeat_member(self, owner: str, address: str, now: int) -> None: ...
     async def live_members(self, since_ms: int) -> dict[str, str]: ...
@@ -535,6 +536,15 @@ class SqlStore:
             payload = f"{payload}\n{notice}" if payload else notice
         if payload:
             await conn.execute(text("SELECT pg_notify('cadenza', :p)"), {"p": payload})
+
+    async def publish(self, notices: Sequence[str]) -> None:
+        """Send cluster notices (PostgreSQL NOTIFY) outside any write; nothing on SQLite."""
+        if self.dialect != "postgresql" or not notices:
+            return
+        with _translated():
+            async with self._engine.connect() as conn:
+                await self._notify_txn(conn, list(notices))
+                await conn.commit()
 
     async def listen(self, on_notice: Callable[[str], None], stop: asyncio.Event) -> None:
         """Deliver every NOTIFY of the cluster to ``on_notice`` until ``stop`` (PostgreSQL;
