@@ -180,10 +180,14 @@ async def service() -> AsyncIterator[Recorder]:
 
 @pytest.fixture(autouse=True)
 async def http_state() -> AsyncIterator[None]:
-    """Fresh breakers and token caches; the HTTP activity's sessions closed after the test."""
+    """Fresh breakers and token caches; the HTTP sessions and SQL pools of the built-in
+    activities closed after the test, on its own loop (a pool left to a later loop can only be
+    dropped, and its connections would reach the garbage collector open)."""
     from cadenza.activities._http import close_http_sessions, reset_http_state
+    from cadenza.activities._sql_pools import close_sql_pools
 
     reset_http_state()
     yield
     await close_http_sessions()
+    await close_sql_pools()
     reset_http_state()
