@@ -39,4 +39,14 @@ async def favicon(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
 
 
-routes.static("/static", STATIC_DIR, append_version=False)
+@routes.get("/static/{name}")
+async def static_asset(request: web.Request) -> web.FileResponse:
+    """A script, style sheet or image of the console, revalidated on every load (``no-cache``
+    with an ETag) so that a browser never pairs a new page with an old script."""
+    name = request.match_info["name"]
+    path = (STATIC_DIR / name).resolve()
+    if path.parent != STATIC_DIR.resolve() or not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(
+        path, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    )

@@ -28,7 +28,16 @@ async def test_console_page_and_assets(http, base_url) -> None:
             assert asset.status == 200, path
     async with http.get(base_url + "/static/console.js") as response:
         assert "javascript" in response.content_type
+        # Revalidated on every load, cheaply: a new page never runs with an old script.
+        assert response.headers["Cache-Control"] == "no-cache"
+        etag = response.headers["ETag"]
         script = await response.text()
+    async with http.get(
+        base_url + "/static/console.js", headers={"If-None-Match": etag}
+    ) as response:
+        assert response.status == 304
+    async with http.get(base_url + "/static/%2e%2e%2f_app.py") as response:
+        assert response.status in (403, 404)
     # Data is inserted as text, never as markup.
     assert "innerHTML" not in script
     for endpoint in ("/verify", "/signal", "/history", "/workflows"):
