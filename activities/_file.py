@@ -222,6 +222,13 @@ def _not_a_directory(path: Path, field: str) -> None:
         raise InvalidArgumentError(field, f"{path} is a directory, not a file")
 
 
+def _readable_file(path: Path, field: str) -> None:
+    """Reject directories, and devices, sockets and pipes (opening a pipe would block)."""
+    _not_a_directory(path, field)
+    if path.exists() and not path.is_file():
+        raise InvalidArgumentError(field, f"{path} is not a regular file")
+
+
 def atomic_write(
     target: Path,
     produce: Callable[[BinaryIO], None],
@@ -303,7 +310,7 @@ def _format(fmt: Format | None) -> Format:
 def _read(config: FileConfig, fmt_: Format | None, attempt: _Attempt) -> dict[str, Any]:
     fmt = _format(fmt_)
     path = resolve_local_path(config.path, "path")
-    _not_a_directory(path, "path")
+    _readable_file(path, "path")
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         if fmt == "text" and size > config.max_bytes:
@@ -439,7 +446,7 @@ def _move(config: FileConfig, fmt: Format | None, attempt: _Attempt) -> dict[str
             log.info("%s was already moved to %s (an earlier attempt)", src, dst)
             return {**result, "size": dst.stat().st_size, "already_moved": True}
         raise FileNotFoundError(errno.ENOENT, "file not found", str(src))
-    _not_a_directory(src, "path")
+    _readable_file(src, "path")
     _prepare_parent(dst, config.create_dirs, "to")
     size = src.stat().st_size
     if config.if_exists == "error":
@@ -487,7 +494,7 @@ def _copy(config: FileConfig, fmt: Format | None, attempt: _Attempt) -> dict[str
     dst = resolve_local_path(config.to, "to")
     if src == dst:
         raise InvalidArgumentError("to", "is the same file as path")
-    _not_a_directory(src, "path")
+    _readable_file(src, "path")
     _not_a_directory(dst, "to")
     with open(src, "rb") as fh:
 

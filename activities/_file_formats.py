@@ -278,7 +278,7 @@ def read_codec(config: FileConfig) -> str:
     return "utf-8-sig" if name == "utf-8" else name
 
 
-def decode_error(fh: BinaryIO, path: Path, encoding: str) -> Exception:
+def decode_error(fh: BinaryIO, path: Path, encoding: str, label: str) -> Exception:
     """An ``InvalidFile`` error naming the line and byte offset of the first undecodable bytes.
 
     Decoders report positions relative to the chunk they were given, so the file is scanned
@@ -295,12 +295,12 @@ def decode_error(fh: BinaryIO, path: Path, encoding: str) -> Exception:
             position = offset - pending + exc.start
             bad = exc.object[exc.start : exc.end].hex(" ")
             reason = (
-                f"line {line_no}, byte {position}: bytes {bad} are not valid {encoding} "
+                f"line {line_no}, byte {position}: bytes {bad} are not valid {label} "
                 f"({exc.reason}); give the file's encoding (e.g. cp1258, latin-1, utf-16)"
             )
-            return invalid_file(path, reason, line=line_no, byte=position, encoding=encoding)
+            return invalid_file(path, reason, line=line_no, byte=position, encoding=label)
         offset += len(line)
-    return invalid_file(path, f"cannot be decoded as {encoding}", encoding=encoding)
+    return invalid_file(path, f"cannot be decoded as {label}", encoding=label)
 
 
 # --------------------------------------------------------------------------- readers
@@ -313,7 +313,7 @@ def read_csv(fh: BinaryIO, path: Path, config: FileConfig) -> dict[str, Any]:
     try:
         return _read_csv(text, path, config)
     except UnicodeDecodeError:
-        raise decode_error(fh, path, encoding) from None
+        raise decode_error(fh, path, encoding, config.encoding) from None
     finally:
         text.detach()
 
@@ -522,7 +522,7 @@ def read_json(fh: BinaryIO, path: Path, config: FileConfig) -> dict[str, Any]:
             if not page.add(obj):
                 break
     except UnicodeDecodeError:
-        raise decode_error(fh, path, encoding) from None
+        raise decode_error(fh, path, encoding, config.encoding) from None
     finally:
         text.detach()
     columns: list[str] = list(dict.fromkeys(k for obj in page.rows for k in obj))
@@ -566,7 +566,7 @@ def read_text(fh: BinaryIO, path: Path, config: FileConfig) -> dict[str, Any]:
     try:
         return {"text": data.decode(encoding)}
     except UnicodeDecodeError:
-        raise decode_error(fh, path, encoding) from None
+        raise decode_error(fh, path, encoding, config.encoding) from None
 
 
 READERS: dict[str, Callable[[BinaryIO, Path, FileConfig], dict[str, Any]]] = {
@@ -863,6 +863,7 @@ def write_parquet(out: BinaryIO, table: Table, config: FileConfig) -> None:
     for j, name in enumerate(table.columns):
         values = [None if row[j] is MISSING else row[j] for row in table.rows]
         kind = table.types.get(name)
+        values = _utc_timestamps(name, values)
         try:
             arrays.append(pa.array(values, type=_ARROW_TYPES.get(kind or "")))
         except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
@@ -871,6 +872,18 @@ def write_parquet(out: BinaryIO, table: Table, config: FileConfig) -> None:
                 f"in types.{name} (or make its values one type)",
             ) from None  # fmt: skip
     pq.write_table(pa.Table.from_arrays(arrays, names=table.columns), out)
+
+
+def _utc_timestamps(name: str, values: list[Any]) -> list[Any]:
+    """Date-times with an offset as UTC (pyarrow would take the first value's offset)."""
+    aware = [isinstance(v, datetime) and v.tzinfo is not None for v in values]
+    if not any(aware):
+        return values
+    if any(isinstance(v, datetime) and not a for v, a in zip(values, aware, strict=True)):
+        raise InvalidArgumentError(
+            "rows", f"column {name!r} mixes date-times with and without a UTC offset"
+        )
+    return [v.astimezone(UTC) if a else v for v, a in zip(values, aware, strict=True)]
 
 
 _ARROW_TYPES: dict[str, pa.DataType] = {

@@ -137,6 +137,8 @@ async def test_directory_where_a_file_is_expected(root: Path) -> None:
     assert await config_error({"operation": "delete", "path": "dir.csv"}) == "path"
     (root / "file.txt").write_text("x")
     assert await config_error({"operation": "list", "path": "file.txt"}) == "path"
+    os.mkfifo(root / "pipe.csv")  # opening it would block the worker thread forever
+    assert await config_error({"operation": "read", "path": "pipe.csv"}) == "path"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")

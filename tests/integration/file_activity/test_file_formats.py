@@ -321,6 +321,27 @@ async def test_parquet_round_trip_ints_floats_none_timestamps(root: Path) -> Non
     assert text["rows"][0] == {"amount": "1.5", "id": "1"}
 
 
+async def test_parquet_date_times_with_offsets_are_stored_in_utc(root: Path) -> None:
+    rows = [{"at": "2025-06-01T08:00:00+07:00"}, {"at": "2025-06-01T08:00:00Z"}, {"at": None}]
+    await write("tz.parquet", rows=rows, types={"at": "datetime"})
+    assert pq.read_schema(root / "tz.parquet").field("at").type == pa.timestamp("us", tz="UTC")
+    result = await read("tz.parquet")
+    assert [r["at"] for r in result["rows"]] == [
+        "2025-06-01T01:00:00+00:00",
+        "2025-06-01T08:00:00+00:00",
+        None,
+    ]
+    err = await failure(
+        {
+            "operation": "write",
+            "path": "mixed.parquet",
+            "rows": [{"at": "2025-06-01T08:00:00+07:00"}, {"at": "2025-06-01T08:00:00"}],
+            "types": {"at": "datetime"},
+        }
+    )
+    assert err.type == "InvalidFileConfig" and "with and without a UTC offset" in err.message
+
+
 async def test_parquet_values_from_other_writers_are_json_safe(root: Path) -> None:
     table = pa.table(
         {
