@@ -35,6 +35,7 @@ from cadenza.engine._api import (
     WorkflowDescription,
 )
 from cadenza.engine._config import Settings
+from cadenza.engine._job_calendars import CALENDAR_NOTICE, CalendarSync
 from cadenza.engine._mutation import Mutation
 from cadenza.engine._notify import Notifier, wait_event
 from cadenza.engine._schedules import ScheduleOps
@@ -161,6 +162,8 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         self._inflight_ids: set[str] = set()
         self.started = False
         self.failure: BaseException | None = None
+        # Business calendars stored by `apply` (registered in this process; see _job_calendars).
+        self.calendar_sync = CalendarSync(self.store)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -172,6 +175,7 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         """
         await self.store.migrate()
         self.shard_count = await self.store.ensure_cluster(self.settings.shard_count)
+        await self.calendar_sync.load()
         if not take_shards:
             self.started = True
             return
@@ -195,6 +199,7 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         self._spawn(lambda: shards.run(self._stop), "shard-leases")
         self._spawn(lambda: self.transfer_loop(self._stop), "transfer")
         self._spawn(lambda: self.store.listen(self.on_cluster_notice, self._stop), "cluster-notify")
+        self._spawn(lambda: self.calendar_sync.run(self._stop), "calendars")
         self.started = True
         log.info(
             "engine %s started on %s with %d/%d shards",
@@ -405,6 +410,8 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
                 self.timer_service.notify(int(parts[3]))
         elif kind == "c":
             self.notifier.notify(("closed", parts[2]))
+        elif kind == CALENDAR_NOTICE:
+            self.calendar_sync.changed()
         elif kind == "q":
             self._accept_relayed_query(parts[0], line.split("|", 2)[2])
         elif kind == "a":

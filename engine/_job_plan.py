@@ -7,6 +7,9 @@ a token re-encrypted by a key rotation is not a change, and a changed secret sho
 
 Lists of mappings with an ``id`` (steps, schedules with ids) are matched by id, so inserting a
 step shows one added step instead of every later step changed: ``steps[fetch].timeout``.
+
+Business calendars of the files (``calendars:``) are planned the same way: created, updated
+(field by field, e.g. ``holidays[2].date``), unchanged, or deleted (``--prune``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from cadenza.engine._job_model import JobDefinition
 from cadenza.engine._secrets import MASK
 
 __all__ = [
+    "CalendarChange",
     "FieldChange",
     "JobChange",
     "JobPlan",
@@ -71,6 +75,23 @@ class JobChange(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     schedules: int = 0
 
 
+class CalendarChange(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What happens to one business calendar of the files (or, with ``--prune``, one stored
+    calendar that is no longer in them).
+
+    Attributes:
+        name: The calendar, as written.
+        action: ``create``, ``update``, ``delete`` or ``unchanged``.
+        version: The stored version now (``None`` for a new calendar).
+        fields: The differences, for ``update`` (``holidays[1].date``, ``weekend``).
+    """
+
+    name: str
+    action: Action
+    version: int | None = None
+    fields: list[FieldChange] = []
+
+
 class SchedulePlan(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What happens to one schedule of a job.
 
@@ -98,6 +119,10 @@ class JobPlan(msgspec.Struct, frozen=True, kw_only=True):
         prune: Whether jobs not in the files are deleted.
         schedules: Schedules of the jobs to create, update or delete (also those that drifted
             from the files, e.g. paused by an operator).
+        calendars: One entry per business calendar of the files, then deletions, by name
+            (empty when the request carried no calendars).
+        unmanaged_calendars: Stored calendars applied from this namespace that are not in the
+            files and are kept (no ``--prune``).
     """
 
     namespace: str
@@ -105,6 +130,8 @@ class JobPlan(msgspec.Struct, frozen=True, kw_only=True):
     unmanaged: list[str] = []
     prune: bool = False
     schedules: list[SchedulePlan] = []
+    calendars: list[CalendarChange] = []
+    unmanaged_calendars: list[str] = []
 
     @property
     def changed(self) -> list[JobChange]:
@@ -112,9 +139,14 @@ class JobPlan(msgspec.Struct, frozen=True, kw_only=True):
         return [job for job in self.jobs if job.action != "unchanged"]
 
     @property
+    def changed_calendars(self) -> list[CalendarChange]:
+        """The calendar entries that change something."""
+        return [c for c in self.calendars if c.action != "unchanged"]
+
+    @property
     def has_changes(self) -> bool:
         """Whether applying would change anything."""
-        return bool(self.changed) or bool(self.schedules)
+        return bool(self.changed) or bool(self.schedules) or bool(self.changed_calendars)
 
     def counts(self) -> dict[str, int]:
         """How many jobs per action."""
@@ -123,9 +155,28 @@ class JobPlan(msgspec.Struct, frozen=True, kw_only=True):
             out[job.action] += 1
         return out
 
+    def calendar_counts(self) -> dict[str, int]:
+        """How many calendars per action."""
+        out = {"create": 0, "update": 0, "delete": 0, "unchanged": 0}
+        for calendar in self.calendars:
+            out[calendar.action] += 1
+        return out
+
     def render(self) -> str:
         """The plan as text for people (``+`` create, ``~`` update, ``-`` delete)."""
         lines: list[str] = []
+        for calendar in self.calendars:
+            if calendar.action == "create":
+                lines.append(f"+ calendar {calendar.name}: create")
+            elif calendar.action == "delete":
+                lines.append(f"- calendar {calendar.name}: delete (version {calendar.version})")
+            elif calendar.action == "update":
+                lines.append(
+                    f"~ calendar {calendar.name}: update (version {calendar.version} -> "
+                    f"{(calendar.version or 0) + 1})"
+                )
+                for change in calendar.fields:
+                    lines.append("    " + _render_field(change))
         for job in self.jobs:
             if job.action == "create":
                 lines.append(
@@ -152,9 +203,15 @@ class JobPlan(msgspec.Struct, frozen=True, kw_only=True):
                 lines.append("    " + _render_field(change))
         for name in self.unmanaged:
             lines.append(f"  job {name}: not in the files (kept; --prune deletes it)")
+        for name in self.unmanaged_calendars:
+            lines.append(f"  calendar {name}: not in the files (kept; --prune deletes it)")
         counts = self.counts()
+        cal = self.calendar_counts()
         if not self.has_changes:
-            lines.append(f"no changes ({_plural(counts['unchanged'], 'job')} up to date)")
+            line = f"no changes ({_plural(counts['unchanged'], 'job')}"
+            if self.calendars:
+                line += f", {_plural(cal['unchanged'], 'calendar')}"
+            lines.append(line + " up to date)")
         else:
             line = (
                 f"plan: {counts['create']} to create, {counts['update']} to change, "
@@ -162,6 +219,11 @@ class JobPlan(msgspec.Struct, frozen=True, kw_only=True):
             )
             if self.schedules:
                 line += f"; {_plural(len(self.schedules), 'schedule')} to sync"
+            if self.calendars:
+                line += (
+                    f"; calendars: {cal['create']} to create, {cal['update']} to change, "
+                    f"{cal['delete']} to delete, {cal['unchanged']} unchanged"
+                )
             lines.append(line)
         return "\n".join(lines)
 

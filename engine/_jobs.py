@@ -2,8 +2,9 @@
 
 :class:`JobService` is the engine side of schedule-as-code. ``apply`` validates every job it is
 given (the same checks as ``cadenza lint``) and the job-scoped secret tokens, then writes every
-change in ONE transaction (``jobs``, ``job_versions`` with who applied it, job-scoped secrets),
-then brings the jobs' schedules in line. A second apply of the same files changes nothing.
+change in ONE transaction (``jobs``, ``job_versions`` with who applied it, job-scoped secrets, and the business
+calendars of the files: ``_job_calendars``), then brings the jobs' schedules in line. A second
+apply of the same files changes nothing.
 
 A run starts the job interpreter workflow (``cadenza.job``, implemented in
 ``cadenza.sdk._job_interpreter``) with a :class:`~cadenza.engine._job_contract.JobRunRequest`
@@ -30,6 +31,14 @@ import msgspec
 
 from cadenza.engine._api import StartWorkflowRequest, StartWorkflowResponse
 from cadenza.engine._engine import Engine
+from cadenza.engine._job_calendars import (
+    CalendarPlan,
+    calendar_notice,
+    calendar_sync_for,
+    check_schedules,
+    plan_calendars,
+    refresh_schedules,
+)
 from cadenza.engine._job_contract import (
     JOB_TASK_QUEUE,
     JOB_WORKFLOW_TYPE,
@@ -58,6 +67,7 @@ from cadenza.history._events import (
     WorkflowExecutionStarted,
 )
 from cadenza.history._variable_store import JobDelete, JobRecord, JobUpsert
+from cadenza.timers._calendars import calendar_overlay
 
 __all__ = [
     "ActivityRef",
@@ -145,12 +155,15 @@ class ApplyResult(msgspec.Struct, frozen=True, kw_only=True):
         schedules: One line per schedule created, updated or deleted (``+ job/id`` ...).
         schedule_errors: Schedules that could not be synced (the jobs are applied; a repeated
             apply retries them).
+        calendar_versions: The new version of every created or updated calendar (a deleted
+            one: the version it had), by name as written.
     """
 
     plan: JobPlan
     versions: dict[str, int] = {}
     schedules: list[str] = []
     schedule_errors: list[str] = []
+    calendar_versions: dict[str, int] = {}
 
 
 class ActivityRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -317,19 +330,33 @@ class JobService:
         return plain
 
     async def plan(
-        self, namespace: str, jobs: Sequence[JobDefinition], *, prune: bool = False
+        self,
+        namespace: str,
+        jobs: Sequence[JobDefinition],
+        *,
+        prune: bool = False,
+        calendars: Sequence[Any] | None = None,
     ) -> JobPlan:
         """What :meth:`apply` would do; changes nothing.
 
+        Args:
+            calendars: The business calendars of the files (``calendars:`` entries as JSON
+                data); ``None`` leaves the stored calendars out of the plan.
+
         Raises:
-            JobFileError: Two jobs share a name, or a job-scoped secret token is invalid.
+            JobFileError: Two jobs share a name, a job-scoped secret token is invalid, a
+                calendar is invalid or cannot be pruned, or a schedule would never fire.
         """
-        plan, _ = await self._plan(namespace, jobs, prune)
+        plan, _, _ = await self._plan(namespace, jobs, prune, calendars)
         return plan
 
     async def _plan(
-        self, namespace: str, jobs: Sequence[JobDefinition], prune: bool
-    ) -> tuple[JobPlan, dict[str, JobRecord]]:
+        self,
+        namespace: str,
+        jobs: Sequence[JobDefinition],
+        prune: bool,
+        calendars: Sequence[Any] | None = None,
+    ) -> tuple[JobPlan, dict[str, JobRecord], CalendarPlan | None]:
         seen: dict[str, int] = {}
         for index, job in enumerate(jobs):
             if job.name in seen:
@@ -346,6 +373,11 @@ class JobService:
             seen[job.name] = index
         desired_secrets = self._check_secrets(jobs)
         current = {r.name: r for r in await self.store.list_jobs(namespace)}
+        calendar_plan: CalendarPlan | None = None
+        if calendars is not None:
+            calendar_plan = await plan_calendars(
+                self, namespace, calendars, prune=prune, jobs=jobs, stored_jobs=list(current)
+            )
         changes: list[JobChange] = []
         for job in sorted(jobs, key=lambda j: j.name):
             record = current.get(job.name)
@@ -399,7 +431,15 @@ class JobService:
                 version = (change.version or 0) + (1 if change.action == "update" else 0)
             expected.append((job, version))
         removed = [c.name for c in changes if c.action == "delete"]
-        schedules, issues = await plan_schedules(self, namespace, expected, removed)
+        # Schedules are checked against the calendars of the files, before they are stored.
+        with calendar_overlay(calendar_plan.built if calendar_plan is not None else {}):
+            schedules, issues = await plan_schedules(self, namespace, expected, removed)
+        if calendar_plan is not None:
+            issues.extend(
+                check_schedules(
+                    jobs, calendar_plan, self.engine.clock.now_ms(), {i.field for i in issues}
+                )
+            )
         if issues:
             raise JobFileError(issues)
         plan = JobPlan(
@@ -408,8 +448,10 @@ class JobService:
             unmanaged=unmanaged,
             prune=prune,
             schedules=schedules,
+            calendars=calendar_plan.changes if calendar_plan is not None else [],
+            unmanaged_calendars=calendar_plan.unmanaged if calendar_plan is not None else [],
         )
-        return plan, current
+        return plan, current, calendar_plan
 
     async def apply(
         self,
@@ -418,21 +460,31 @@ class JobService:
         *,
         prune: bool = False,
         identity: str = "",
+        calendars: Sequence[Any] | None = None,
     ) -> ApplyResult:
-        """Make the server's jobs match ``jobs``: all or nothing, idempotent.
+        """Make the server's jobs (and calendars) match the files: all or nothing, idempotent.
 
         Every job of the files is created or updated (a new version, recorded with
         ``identity``), unless it is unchanged; with ``prune``, applied jobs not in ``jobs`` are
-        deleted. Then the schedules of every job are brought in line with its definition
-        (their specs were validated before anything was written).
+        deleted. The business calendars of the files are stored in the same transaction
+        (with ``prune``, stored calendars last applied from this namespace and not in the
+        files are deleted) and registered in every server. Then the schedules of every job
+        are brought in line with its definition (their specs were validated before anything
+        was written, against the new calendars), and schedules naming a changed calendar
+        get their next fire recomputed.
+
+        Args:
+            calendars: The ``calendars:`` entries of the files (JSON data); ``None`` leaves
+                the stored calendars alone (even with ``prune``).
 
         Raises:
-            JobFileError: Duplicate names, invalid secret tokens, or schedules that would
-                never fire (nothing changed).
-            ConditionFailedError: A concurrent apply changed a job meanwhile (nothing changed;
-                plan again).
+            JobFileError: Duplicate names, invalid secret tokens, invalid calendars, a
+                calendar to prune that is still used, or schedules that would never fire
+                (nothing changed).
+            ConditionFailedError: A concurrent apply changed a job or calendar meanwhile
+                (nothing changed; plan again).
         """
-        plan, current = await self._plan(namespace, jobs, prune)
+        plan, current, calendar_plan = await self._plan(namespace, jobs, prune, calendars)
         by_name = {job.name: job for job in jobs}
         upserts: list[JobUpsert] = []
         deletes: list[JobDelete] = []
@@ -454,31 +506,61 @@ class JobService:
                 )
             elif change.action == "delete" and change.version is not None:
                 deletes.append(JobDelete(name=change.name, expected_version=change.version))
+        calendar_upserts = calendar_plan.upserts if calendar_plan is not None else []
+        calendar_deletes = calendar_plan.deletes if calendar_plan is not None else []
         versions: dict[str, int] = {}
-        if upserts or deletes:
-            versions = await self.store.apply_jobs(
+        calendar_versions: dict[str, int] = {}
+        if upserts or deletes or calendar_upserts or calendar_deletes:
+            applied = await self.store.apply_changes(
                 namespace,
                 upserts,
                 deletes,
+                calendar_upserts=calendar_upserts,
+                calendar_deletes=calendar_deletes,
                 applied_by=identity or "unknown",
                 applied_ms=int(time.time() * 1000),
+                notices=(
+                    [calendar_notice(self.engine.owner)]
+                    if calendar_upserts or calendar_deletes
+                    else []
+                ),
             )
+            versions = applied.jobs
+            names = {c.name.lower(): c.name for c in plan.calendars}
+            calendar_versions = {names.get(k, k): v for k, v in applied.calendars.items()}
             counts = plan.counts()
             log.info(
-                "jobs applied by %s in %s: %d created, %d updated, %d deleted",
+                "jobs applied by %s in %s: %d created, %d updated, %d deleted; calendars "
+                "written: %s",
                 identity or "unknown",
                 namespace,
                 counts["create"],
                 counts["update"],
                 counts["delete"],
+                ", ".join(sorted(calendar_versions)) or "none",
             )
-        applied = {
+        if calendar_plan is not None:
+            # Registered here before the schedules below are created against them.
+            await calendar_sync_for(self.engine).load()
+        applied_jobs = {
             job.name: (job, versions.get(job.name) or current[job.name].version) for job in jobs
         }
         done, errors = await apply_schedules(
-            self, namespace, plan.schedules, applied, identity=identity or "unknown"
+            self, namespace, plan.schedules, applied_jobs, identity=identity or "unknown"
         )
-        return ApplyResult(plan=plan, versions=versions, schedules=done, schedule_errors=errors)
+        if calendar_plan is not None:
+            moved, failed = await refresh_schedules(
+                self, {*calendar_plan.built, *calendar_plan.changed}, identity or "unknown"
+            )
+            done.extend(moved)
+            errors.extend(failed)
+        return ApplyResult(
+            plan=plan,
+            versions=versions,
+            schedules=done,
+            schedule_errors=errors,
+            calendar_versions=calendar_versions,
+        )
 
     # ------------------------------------------------------------------ runs
 

@@ -73,6 +73,7 @@ from cadenza.history._schedule_records import (
     ScheduleWrite,
     schedule_genesis_hash,
 )
+from cadenza.timers._calendars import calendar_generation, calendar_overlay_active
 from cadenza.timers._schedule_eval import MAX_BACKFILL_FIRES, ScheduleEvaluator, format_nominal
 from cadenza.timers._spec import AnyScheduleSpec, ScheduleSpec
 
@@ -144,14 +145,27 @@ def _diff(prefix: str, old: Any, new: Any, out: list[FieldChange]) -> None:
 
 class EvaluatorCache:
     """Compiled specs by ``(schedule id, spec JSON)``, bounded (least recently used goes), so
-    memory does not grow with the number of schedules, idle or not."""
+    memory does not grow with the number of schedules, idle or not.
+
+    An evaluator holds the calendar object its spec names, so when any calendar is registered,
+    replaced or removed (:func:`~cadenza.timers._calendars.calendar_generation` moves) the
+    entries that use a calendar are dropped and compiled again on next use. While a calendar
+    overlay is active (``plan`` validating against calendars not stored yet) nothing is cached.
+    """
 
     def __init__(self, size: int = 2048) -> None:
         self._size = size
         self._items: dict[tuple[str, str], ScheduleEvaluator] = {}
+        self._generation = calendar_generation()
 
     def get(self, schedule_id: str, spec_text: str, spec: ScheduleSpec) -> ScheduleEvaluator:
         """The evaluator of a stored (already validated) spec."""
+        if calendar_overlay_active():
+            return ScheduleEvaluator(spec, schedule_id=schedule_id, trusted=True)
+        generation = calendar_generation()
+        if generation != self._generation:
+            self._generation = generation
+            self._items = {k: v for k, v in self._items.items() if v.calendar is None}
         key = (schedule_id, spec_text)
         found = self._items.pop(key, None)
         if found is None:
@@ -366,6 +380,44 @@ class ScheduleChange:
         if not self.paused:
             self._drain_buffer()
         return changes
+
+    def refresh_next_fire(self, reason: str, identity: str) -> bool:
+        """Recompute a pending next fire after the schedule's calendar changed.
+
+        The next fire is computed when the previous one fires, so a calendar change (a holiday
+        added or removed) would otherwise take effect one fire late. A fire that is already
+        due, a fixed delay (its next fire follows the last run's end) and a schedule without
+        a next fire are left alone. The change is recorded in the audit log as an update of
+        ``next_fire_time`` with ``reason`` as the note.
+
+        Returns:
+            Whether the next fire moved.
+        """
+        if not self.active or self.evaluator is None or self.evaluator.kind == "fixed_delay":
+            return False
+        current = self.state.next_nominal_ms
+        if current is None or current <= self.now:
+            return False
+        fresh = self.evaluator.first_fire(self.now)
+        # No fire left under the new calendar: keep the one computed before rather than
+        # silently ending the schedule (``plan`` rejects such calendars for job schedules).
+        if self._runs_left() == 0 or fresh is None or fresh == current:
+            return False
+        self.state.next_nominal_ms = fresh
+        self._event(
+            ScheduleUpdated(
+                changes=[
+                    FieldChange(
+                        field="next_fire_time",
+                        old=format_nominal(current),
+                        new=format_nominal(fresh),
+                    ),
+                    FieldChange(field="reason", old=None, new=reason),
+                ]
+            ),
+            identity,
+        )
+        return True
 
     def _set_pause(self, paused: bool, note: str) -> None:
         self.paused, self.note = paused, note

@@ -1,4 +1,5 @@
-"""The SQL of jobs and variables: reads, upserts, the all-or-nothing apply, secret rotation.
+"""The SQL of jobs, variables and stored calendars: reads, upserts, the all-or-nothing apply
+(jobs and calendars in one transaction), secret rotation.
 
 It shares the event log's :class:`~cadenza.history._store.SqlStore` (its connections, its
 SQLite write lock and its error translation), so an in-memory SQLite database and a PostgreSQL
@@ -16,12 +17,18 @@ import orjson
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cadenza.history import _schedule_tables as sc
 from cadenza.history import _variable_tables as vt
 from cadenza.history._errors import ConditionFailedError, InvalidArgumentError
 from cadenza.history._store import SqlStore
 
 __all__ = [
     "GLOBAL_SCOPE",
+    "AppliedVersions",
+    "CalendarDelete",
+    "CalendarRecord",
+    "CalendarReference",
+    "CalendarUpsert",
     "JobDelete",
     "JobRecord",
     "JobUpsert",
@@ -132,6 +139,97 @@ class JobDelete:
 
     name: str
     expected_version: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalendarRecord:
+    """A stored business calendar (applied from a job file).
+
+    Attributes:
+        name: The key: the calendar's name, lower-cased (names are case-insensitive).
+        display_name: The name as written in the file.
+        definition: The calendar data of the file as canonical JSON (sorted keys).
+        content_hash: ``sha256:<hex>`` of ``definition``.
+        version: 1 when created, +1 for every apply that changes it.
+        namespace: The namespace whose apply wrote it last (only a ``--prune`` there deletes
+            it).
+        updated_by: Who applied this version.
+        updated_ms: When (epoch milliseconds).
+    """
+
+    name: str
+    display_name: str
+    definition: str
+    content_hash: str
+    version: int
+    namespace: str
+    updated_by: str
+    updated_ms: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalendarUpsert:
+    """Create or update a calendar in :meth:`VariableStore.apply_changes`.
+
+    Attributes:
+        display_name: The name as written (the key is its lower-cased form).
+        expected_version: The version planned against (``None``: it must not exist). A
+            different current version aborts the whole apply.
+        definition: Canonical JSON of the calendar data.
+        content_hash: Its hash.
+    """
+
+    display_name: str
+    expected_version: int | None
+    definition: str
+    content_hash: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalendarDelete:
+    """Delete a stored calendar in :meth:`VariableStore.apply_changes`.
+
+    Attributes:
+        name: Its key (lower-cased name).
+        expected_version: Its version when planned.
+    """
+
+    name: str
+    expected_version: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppliedVersions:
+    """What :meth:`VariableStore.apply_changes` wrote.
+
+    Attributes:
+        jobs: The new version of every job written (deleted jobs: the deletion's version).
+        calendars: The new version of every calendar written, by key (deleted calendars: the
+            version they had).
+    """
+
+    jobs: dict[str, int] = field(default_factory=dict)
+    calendars: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalendarReference:
+    """A job or a schedule that names a calendar.
+
+    Attributes:
+        kind: ``job`` (a schedule of an applied job's definition) or ``schedule`` (an active
+            schedule row).
+        namespace: Its namespace.
+        name: The job name, or the schedule id.
+        calendar: The calendar name as written in the spec.
+        workflow_type: For a schedule, the workflow type its action starts.
+    """
+
+    kind: str
+    namespace: str
+    name: str
+    calendar: str
+    workflow_type: str = ""
 
 
 def _dumps(value: Any) -> str:
@@ -357,8 +455,38 @@ class VariableStore:
             ConditionFailedError: A job is not at the version the caller planned against (a
                 concurrent apply); nothing was written.
         """
+        applied = await self.apply_changes(
+            namespace, upserts, deletes, applied_by=applied_by, applied_ms=applied_ms
+        )
+        return applied.jobs
+
+    async def apply_changes(
+        self,
+        namespace: str,
+        upserts: Sequence[JobUpsert],
+        deletes: Sequence[JobDelete],
+        *,
+        calendar_upserts: Sequence[CalendarUpsert] = (),
+        calendar_deletes: Sequence[CalendarDelete] = (),
+        applied_by: str,
+        applied_ms: int,
+        notices: Sequence[str] = (),
+    ) -> AppliedVersions:
+        """Create, update and delete jobs and calendars in ONE transaction: all or nothing.
+
+        Args:
+            notices: Cluster notices sent (PostgreSQL NOTIFY) when the transaction commits,
+                e.g. so that the other servers load the changed calendars.
+
+        Raises:
+            ConditionFailedError: A job or calendar is not at the version the caller planned
+                against (a concurrent apply); nothing was written.
+        """
         versions: dict[str, int] = {}
         async with self._store._write_txn() as conn:
+            calendar_versions = await self._apply_calendars_txn(
+                conn, namespace, calendar_upserts, calendar_deletes, applied_by, applied_ms
+            )
             for upsert in upserts:
                 current = await self._current_version_txn(conn, namespace, upsert.name)
                 if current != upsert.expected_version:
@@ -436,7 +564,136 @@ class VariableStore:
                     )
                 )
                 versions[removal.name] = version
+            if notices:
+                await self._store._notify_txn(conn, list(notices))
+        return AppliedVersions(jobs=versions, calendars=calendar_versions)
+
+    # ------------------------------------------------------------------ calendars
+
+    @staticmethod
+    def _calendar(row: Any) -> CalendarRecord:
+        m = row._mapping
+        return CalendarRecord(
+            name=m["name"],
+            display_name=m["display_name"],
+            definition=m["definition"],
+            content_hash=m["content_hash"],
+            version=m["version"],
+            namespace=m["namespace"],
+            updated_by=m["updated_by"],
+            updated_ms=m["updated_ms"],
+        )
+
+    async def list_calendars(self) -> list[CalendarRecord]:
+        """Every stored calendar, by key."""
+        c = vt.calendars.c
+        async with self._store._read() as conn:
+            rows = await conn.execute(select(vt.calendars).order_by(c.name))
+            return [self._calendar(r) for r in rows]
+
+    async def get_calendar(self, name: str) -> CalendarRecord | None:
+        """One stored calendar by name (case-insensitive), or None."""
+        c = vt.calendars.c
+        async with self._store._read() as conn:
+            row = (await conn.execute(select(vt.calendars).where(c.name == name.lower()))).first()
+        return self._calendar(row) if row else None
+
+    async def calendar_references(self, *, jobs: bool = True) -> list[CalendarReference]:
+        """Every applied job schedule (``jobs``) and every active schedule that names a
+        calendar, in every namespace."""
+        found: list[CalendarReference] = []
+        s = sc.schedules.c
+        async with self._store._read() as conn:
+            if jobs:
+                for row in await conn.execute(
+                    select(vt.jobs.c.namespace, vt.jobs.c.name, vt.jobs.c.definition).where(
+                        vt.jobs.c.definition.like('%"calendar":"%')
+                    )
+                ):
+                    definition = orjson.loads(row.definition)
+                    for spec in definition.get("schedules") or []:
+                        if isinstance(spec, dict) and isinstance(spec.get("calendar"), str):
+                            found.append(
+                                CalendarReference(
+                                    kind="job",
+                                    namespace=row.namespace,
+                                    name=row.name,
+                                    calendar=spec["calendar"],
+                                )
+                            )
+            for row in await conn.execute(
+                select(s.namespace, s.schedule_id, s.spec, s.action).where(
+                    s.status == "active", s.spec.like('%"calendar":"%')
+                )
+            ):
+                spec = orjson.loads(row.spec)
+                if isinstance(spec, dict) and isinstance(spec.get("calendar"), str):
+                    action = orjson.loads(row.action)
+                    found.append(
+                        CalendarReference(
+                            kind="schedule",
+                            namespace=row.namespace,
+                            name=row.schedule_id,
+                            calendar=spec["calendar"],
+                            workflow_type=str(action.get("workflow_type", ""))
+                            if isinstance(action, dict)
+                            else "",
+                        )
+                    )
+        return found
+
+    async def _apply_calendars_txn(
+        self,
+        conn: AsyncConnection,
+        namespace: str,
+        upserts: Sequence[CalendarUpsert],
+        deletes: Sequence[CalendarDelete],
+        applied_by: str,
+        applied_ms: int,
+    ) -> dict[str, int]:
+        c = vt.calendars.c
+        versions: dict[str, int] = {}
+        for upsert in upserts:
+            key = upsert.display_name.lower()
+            current = await self._calendar_version_txn(conn, key)
+            if current != upsert.expected_version:
+                raise ConditionFailedError(
+                    f"calendar {upsert.display_name!r} changed since it was planned "
+                    f"(version {current}, planned against {upsert.expected_version}); plan again"
+                )
+            row = {
+                "display_name": upsert.display_name,
+                "definition": upsert.definition,
+                "content_hash": upsert.content_hash,
+                "version": (current or 0) + 1,
+                "namespace": namespace,
+                "updated_by": applied_by,
+                "updated_ms": applied_ms,
+            }
+            if current is None:
+                await conn.execute(insert(vt.calendars).values(name=key, **row))
+            else:
+                await conn.execute(update(vt.calendars).where(c.name == key).values(**row))
+            versions[key] = row["version"]
+        for removal in deletes:
+            key = removal.name.lower()
+            current = await self._calendar_version_txn(conn, key)
+            if current != removal.expected_version:
+                raise ConditionFailedError(
+                    f"calendar {removal.name!r} changed since it was planned "
+                    f"(version {current}, planned against {removal.expected_version}); plan again"
+                )
+            await conn.execute(delete(vt.calendars).where(c.name == key))
+            versions[key] = removal.expected_version
         return versions
+
+    async def _calendar_version_txn(self, conn: AsyncConnection, key: str) -> int | None:
+        c = vt.calendars.c
+        query = select(c.version).where(c.name == key)
+        if self._store.dialect == "postgresql":
+            query = query.with_for_update()
+        value = (await conn.execute(query)).scalar()
+        return int(value) if value is not None else None
 
     async def _current_version_txn(
         self, conn: AsyncConnection, namespace: str, name: str

@@ -11,6 +11,10 @@ creates them is ``0003_jobs_variables.sql``.
 * ``jobs``: the current version of every applied job: its definition as JSON with secret values
   removed, the content hash of that JSON, who applied it and when.
 * ``job_versions``: every version ever applied (and deletions), for the audit trail.
+* ``calendars`` (migration ``0005_calendars.sql``): the business calendars applied from job
+  files, keyed by the lower-cased name: the name as written, the definition as canonical JSON
+  (the calendar data of the file), its content hash, a version (+1 per change), the namespace
+  whose apply wrote it last (``--prune`` there may delete it), who and when.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from sqlalchemy import BigInteger, Column, Integer, PrimaryKeyConstraint, Table,
 
 from cadenza.history._tables import metadata
 
-__all__ = ["job_versions", "jobs", "variables"]
+__all__ = ["calendars", "job_versions", "jobs", "variables"]
 
 variables = Table(
     "variables",
@@ -60,4 +64,18 @@ job_versions = Table(
     Column("applied_by", Text, nullable=False),
     Column("applied_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("namespace", "name", "version", name="pk_job_versions"),
+)
+
+calendars = Table(
+    "calendars",
+    metadata,
+    Column("name", Text, nullable=False),
+    Column("display_name", Text, nullable=False),
+    Column("definition", Text, nullable=False),
+    Column("content_hash", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("namespace", Text, nullable=False),
+    Column("updated_by", Text, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name", name="pk_calendars"),
 )

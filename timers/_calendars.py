@@ -26,10 +26,12 @@ one in any member. Calendars are found by name in a registry (:func:`get_calenda
 from __future__ import annotations
 
 import calendar as _stdlib_calendar
+import contextlib
+import contextvars
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Literal, TypeAlias, get_args
@@ -48,9 +50,14 @@ __all__ = [
     "SubstitutePolicy",
     "UnknownCalendarError",
     "YearOverride",
+    "builtin_calendar_names",
+    "calendar_generation",
     "calendar_names",
+    "calendar_overlay",
+    "calendar_overlay_active",
     "get_calendar",
     "register_calendar",
+    "unregister_calendar",
 ]
 
 RollConvention: TypeAlias = Literal[
@@ -565,10 +572,15 @@ _REGISTRY: dict[str, Calendar] = {}
 _ALIASES: dict[str, str] = {}
 _REGISTRY_LOCK = threading.Lock()
 _BUILTINS_LOADED = False
+_BUILTIN_KEYS: frozenset[str] = frozenset()
+_GENERATION = 0
+_OVERLAY: contextvars.ContextVar[Mapping[str, Calendar] | None] = contextvars.ContextVar(
+    "cadenza_calendar_overlay", default=None
+)
 
 
 def _load_builtins() -> None:
-    global _BUILTINS_LOADED
+    global _BUILTINS_LOADED, _BUILTIN_KEYS
     if _BUILTINS_LOADED:
         return
     from cadenza.timers._calendar_vn_data import build_vn_calendar
@@ -576,14 +588,18 @@ def _load_builtins() -> None:
     with _REGISTRY_LOCK:
         if _BUILTINS_LOADED:
             return
-        _BUILTINS_LOADED = True
+        keys: set[str] = set()
         for cal, aliases in (
             (BusinessCalendar("weekends-only", description="Saturday and Sunday, no holidays"), ()),
             (build_vn_calendar(), ("vietnam",)),
         ):
             _REGISTRY[cal.name.lower()] = cal
+            keys.add(cal.name.lower())
             for alias in aliases:
                 _ALIASES[alias.lower()] = cal.name.lower()
+                keys.add(alias.lower())
+        _BUILTIN_KEYS = frozenset(keys)
+        _BUILTINS_LOADED = True
 
 
 def register_calendar(
@@ -599,6 +615,7 @@ def register_calendar(
     Raises:
         InvalidArgumentError: the name is taken (field ``name``) or invalid.
     """
+    global _GENERATION
     if not isinstance(calendar, Calendar):
         raise InvalidArgumentError("calendar", f"not a calendar: {calendar!r}")
     _load_builtins()
@@ -614,6 +631,65 @@ def register_calendar(
         for alias in aliases:
             _REGISTRY.pop(alias.lower(), None)
             _ALIASES[alias.lower()] = key
+        _GENERATION += 1
+
+
+def unregister_calendar(name: str) -> bool:
+    """Remove a calendar registered under ``name`` (and the aliases that point to it).
+
+    Returns:
+        False when no calendar had that name.
+
+    Raises:
+        InvalidArgumentError: ``name`` is a built-in calendar or alias (field ``name``).
+    """
+    global _GENERATION
+    _load_builtins()
+    key = name.lower() if isinstance(name, str) else ""
+    if key in _BUILTIN_KEYS:
+        raise InvalidArgumentError("name", f"{name!r} is a built-in calendar")
+    with _REGISTRY_LOCK:
+        if _REGISTRY.pop(key, None) is None:
+            return False
+        for alias in [a for a, target in _ALIASES.items() if target == key]:
+            del _ALIASES[alias]
+        _GENERATION += 1
+    return True
+
+
+def builtin_calendar_names() -> frozenset[str]:
+    """Lower-cased names and aliases of the built-in calendars (``vn``, ``vietnam``,
+    ``weekends-only``): files and stores may not redefine them."""
+    _load_builtins()
+    return _BUILTIN_KEYS
+
+
+def calendar_generation() -> int:
+    """A number that changes whenever a calendar is registered, replaced or removed: caches
+    of things compiled against calendars (schedule evaluators) compare it to drop stale
+    entries."""
+    return _GENERATION
+
+
+@contextlib.contextmanager
+def calendar_overlay(calendars: Mapping[str, Calendar]) -> Iterator[None]:
+    """Within the block, and only in the current task (a context variable),
+    :func:`get_calendar` finds ``calendars`` (by lower-cased name) before the registry.
+
+    Used to validate schedules against calendars that are about to be stored (``plan``)
+    without making them visible to anything else.
+    """
+    merged = {**(_OVERLAY.get() or {}), **{k.lower(): v for k, v in calendars.items()}}
+    token = _OVERLAY.set(merged)
+    try:
+        yield
+    finally:
+        _OVERLAY.reset(token)
+
+
+def calendar_overlay_active() -> bool:
+    """Whether :func:`calendar_overlay` is in effect in the current context."""
+    return bool(_OVERLAY.get())
 
 
 def get_calendar(name: str) -> Calendar:
@@ -624,6 +700,9 @@ def get_calendar(name: str) -> Calendar:
     """
     _load_builtins()
     key = name.lower() if isinstance(name, str) else ""
+    overlay = _OVERLAY.get()
+    if overlay and key in overlay:
+        return overlay[key]
     key = _ALIASES.get(key, key)
     found = _REGISTRY.get(key)
     if found is None:
