@@ -389,6 +389,12 @@ async def test_public_key_auth(sftp_server: SftpServer, client_key: asyncssh.SSH
     config.update(private_key=encrypted, passphrase="open sesame")
     assert (await sftp_step(SftpConfig(**config)))["text"] == "by key\n"
 
+    # ssh-keygen's default: OpenSSH format, encrypted with bcrypt-pbkdf.
+    openssh = client_key.export_private_key("openssh", passphrase="open sesame").decode()
+    assert openssh.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    config.update(private_key=openssh, passphrase="open sesame")
+    assert (await sftp_step(SftpConfig(**config)))["text"] == "by key\n"
+
 
 async def test_wrong_password_is_not_retryable_and_never_revealed(
     sftp_server: SftpServer, caplog: pytest.LogCaptureFixture
