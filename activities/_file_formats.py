@@ -382,26 +382,35 @@ def _true(value: str) -> bool:
 
 
 def read_excel(fh: BinaryIO, path: Path, config: FileConfig) -> dict[str, Any]:
-    """Read an Excel/ODS sheet page with calamine: typed cells, or text with ``as_text``."""
+    """Read an Excel/ODS sheet page with calamine: typed cells, or text with ``as_text``.
+
+    Rows are converted to Python up to the end of the page only; empty rows do not count, so
+    when they made the first slice too short, a longer one is taken.
+    """
     try:
         workbook = python_calamine.CalamineWorkbook.from_filelike(fh)
     except (python_calamine.CalamineError, ValueError) as exc:
         raise invalid_file(path, f"not a readable Excel or ODS workbook: {exc}") from None
     try:
-        names = list(workbook.sheet_names)
-        sheet_name = _sheet_name(names, config.sheet, path)
-        page = _Page.of(path, config)
-        height = config.skip_rows + (1 if config.header else 0) + page.wanted
+        sheet_name = _sheet_name(list(workbook.sheet_names), config.sheet, path)
         try:
             sheet = workbook.get_sheet_by_name(sheet_name)
-            data = sheet.to_python(skip_empty_area=False, nrows=height)
+            height = config.skip_rows + 1 + _Page.of(path, config).wanted
+            while True:
+                data = sheet.to_python(skip_empty_area=False, nrows=height)
+                columns, page = _excel_page(data, path, config)
+                if page.has_more or len(page.rows) >= page.limit or len(data) < height:
+                    break
+                height *= 2
         except python_calamine.CalamineError as exc:
             raise invalid_file(path, f"sheet {sheet_name!r} cannot be read: {exc}") from None
     finally:
         workbook.close()
+    return {"sheet": sheet_name, **_result(columns, page)}
+
+
+def _excel_page(data: list[list[Any]], path: Path, config: FileConfig) -> tuple[list[str], _Page]:
     records = iter(data[config.skip_rows :])
-    columns: list[str] = []
-    picks: list[int] = []
     width = max((len(r) for r in data), default=0)
     if config.header:
         head = next(records, [])
@@ -413,6 +422,7 @@ def read_excel(fh: BinaryIO, path: Path, config: FileConfig) -> dict[str, Any]:
         columns = [f"col{i + 1}" for i in range(width)]
     picks = _select(columns, config.columns, path)
     convert = _excel_text if config.as_text else _excel_value
+    page = _Page.of(path, config)
     for record in records:
         if all(v == "" for v in record):  # an empty row
             continue
@@ -421,7 +431,7 @@ def read_excel(fh: BinaryIO, path: Path, config: FileConfig) -> dict[str, Any]:
         cells = list(record) + [""] * (width - len(record))
         if not page.add([convert(cells[i]) for i in picks]):
             break
-    return {"sheet": sheet_name, **_result([columns[i] for i in picks], page)}
+    return [columns[i] for i in picks], page
 
 
 def _excel_text(value: Any) -> str | None:

@@ -221,6 +221,22 @@ async def test_excel_write_then_read_by_sheet_name_and_index(root: Path) -> None
     ]
 
 
+async def test_excel_pages_count_rows_not_empty_lines(root: Path) -> None:
+    workbook = xlsxwriter.Workbook(str(root / "gaps.xlsx"))
+    sheet = workbook.add_worksheet()
+    sheet.write_row(0, 0, ["n"])
+    for i in range(30):
+        sheet.write_number(1 + 3 * i, 0, i)  # two empty rows after every row
+    workbook.close()
+    first = await read("gaps.xlsx", limit=10)
+    assert [r["n"] for r in first["rows"]] == list(range(10)) and first["has_more"] is True
+    last = await read("gaps.xlsx", offset=25, limit=10)
+    assert [r["n"] for r in last["rows"]] == list(range(25, 30)) and last["has_more"] is False
+    assert (await read("gaps.xlsx", max_rows=30))["row_count"] == 30
+    err = await failure({"operation": "read", "path": "gaps.xlsx", "max_rows": 29})
+    assert err.type == "FileTooLarge"
+
+
 async def test_excel_sheets_skip_rows_header_and_unknown_sheet(root: Path) -> None:
     workbook = xlsxwriter.Workbook(str(root / "multi.xlsx"))
     first = workbook.add_worksheet("Summary")
