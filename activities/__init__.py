@@ -1,6 +1,8 @@
-"""Built-in activities (HTTP, SQL databases, e-mail) and the activity context they run in.
+"""Built-in activities (HTTP, SQL databases, e-mail, files, SFTP) and the activity context
+they run in.
 
-Each built-in activity is registered under a short name (``http``, ``sql``, ``email``) and
+Each built-in activity is registered under a short name (``http``, ``sql``, ``email``,
+``file``, ``sftp``) and
 takes one configuration argument (a struct or a plain dict, validated before any I/O).
 """
 
@@ -23,6 +25,14 @@ from cadenza.activities._email import (
     send_email,
     validate_email_config,
 )
+from cadenza.activities._file import file_step
+from cadenza.activities._file_config import (
+    DEFAULT_MAX_FILES,
+    DEFAULT_MAX_ROWS,
+    DEFAULT_MAX_TEXT_BYTES,
+    FileConfig,
+    validate_file_config,
+)
 from cadenza.activities._http import (
     close_http_sessions,
     execute_http_request,
@@ -44,6 +54,9 @@ from cadenza.activities._http_hosts import (
     configure_http_activity,
     http_activity_settings,
 )
+from cadenza.activities._local_paths import configure_file_roots, file_roots
+from cadenza.activities._sftp import sftp_step
+from cadenza.activities._sftp_config import SftpConfig, validate_sftp_config
 from cadenza.activities._sql import sql_query
 from cadenza.activities._sql_config import (
     SqlConnectionConfig,
@@ -68,7 +81,7 @@ from cadenza.activities._sql_pools import (
     unregister_sql_connection,
 )
 
-BUILTIN_ACTIVITIES = (http_request, sql_query, send_email)
+BUILTIN_ACTIVITIES = (http_request, sql_query, send_email, file_step, sftp_step)
 """The built-in activity functions, for ``Worker(activities=[*BUILTIN_ACTIVITIES, ...])``."""
 
 
@@ -80,7 +93,10 @@ async def close_builtin_resources() -> None:
 
 __all__ = [
     "BUILTIN_ACTIVITIES",
+    "DEFAULT_MAX_FILES",
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_MAX_ROWS",
+    "DEFAULT_MAX_TEXT_BYTES",
     "ActivityContext",
     "ActivityDefinition",
     "ActivityInfo",
@@ -90,9 +106,11 @@ __all__ = [
     "CircuitState",
     "EmailAttachment",
     "EmailConfig",
+    "FileConfig",
     "HttpActivitySettings",
     "HttpRequestConfig",
     "OAuth2ClientCredentials",
+    "SftpConfig",
     "SqlConnectionConfig",
     "SqlConnectionError",
     "SqlError",
@@ -105,9 +123,12 @@ __all__ = [
     "close_builtin_resources",
     "close_http_sessions",
     "close_sql_pools",
+    "configure_file_roots",
     "configure_http_activity",
     "defn",
     "execute_http_request",
+    "file_roots",
+    "file_step",
     "get_sql_connection",
     "heartbeat",
     "http_activity_settings",
@@ -123,10 +144,13 @@ __all__ = [
     "reset_token_cache",
     "send_email",
     "set_context",
+    "sftp_step",
     "sql_pool_status",
     "sql_query",
     "sql_text_fields",
     "unregister_sql_connection",
     "validate_email_config",
+    "validate_file_config",
+    "validate_sftp_config",
     "validate_sql_step_config",
 ]
