@@ -43,6 +43,7 @@ import aiosmtplib
 import msgspec
 
 from cadenza.activities._context import defn, in_activity, info
+from cadenza.activities._local_paths import resolve_local_path
 from cadenza.history import ApplicationError, InvalidArgumentError
 
 __all__ = [
@@ -106,7 +107,9 @@ class EmailAttachment(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         base64: Content as base64 (whitespace and line breaks are ignored), for binary data
             from a previous step's output.
         path: A file on the worker, e.g. a file written by a previous step. It is read when
-            the activity runs.
+            the activity runs and must lie inside the worker's file roots
+            (``CADENZA_FILE_ROOTS``, default the working directory; relative paths are taken
+            under the first root).
     """
 
     filename: str
@@ -432,7 +435,9 @@ def _body_cte(text: str) -> str:
     return "quoted-printable"
 
 
-def _read_file(field: str, path: str, limit: int) -> bytes:
+def _read_file(field: str, given: str, limit: int) -> bytes:
+    # Confined to the worker's file roots: a job must not mail out /etc/shadow.
+    path = str(resolve_local_path(given, field))
     try:
         size = os.stat(path).st_size
     except FileNotFoundError:

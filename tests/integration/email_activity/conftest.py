@@ -26,6 +26,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cadenza.activities._local_paths import configure_file_roots
+
+
+@pytest.fixture(autouse=True)
+def _file_roots(tmp_path: Path) -> Iterator[None]:
+    """Attachments given by path must lie in the file roots: the test's own folder."""
+    configure_file_roots([tmp_path])
+    yield
+    configure_file_roots(None)
+
+
 GOOD_USER = "batch-robot"
 GOOD_PASSWORD = "c0rrect-h0rse-battery-staple"
 

@@ -129,6 +129,12 @@ async def test_directory_as_attachment_path(unused_port: int, tmp_path) -> None:
     assert field == "attachments[0].path" and "regular file" in reason
 
 
+async def test_attachment_outside_the_file_roots_is_refused(unused_port: int) -> None:
+    cfg = step(unused_port, attachments=[{"filename": "p", "path": "/etc/passwd"}])
+    field, reason = await config_error(cfg)
+    assert field == "attachments[0].path" and "outside the allowed file roots" in reason
+
+
 async def test_size_limit_on_known_content(unused_port: int) -> None:
     cfg = step(
         unused_port,
