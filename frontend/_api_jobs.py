@@ -1,7 +1,7 @@
 """REST API of declarative jobs, variables and secrets.
 
-* ``/api/v1/jobs``: list, show, plan, apply, run, webhook (``POST /jobs/{name}/webhook``: the
-  JSON body is the run's ``trigger.payload``);
+* ``/api/v1/jobs``: list, show, plan, apply (jobs and the business calendars of the files),
+  run, webhook (``POST /jobs/{name}/webhook``: the JSON body is the run's ``trigger.payload``);
 * ``/api/v1/variables``: global variables, secret values masked (``••••••``);
 * ``/api/v1/secrets``: ``rotate-key`` (re-encrypt every secret under the active key) and
   ``encrypt`` (a token for a job file);
@@ -69,7 +69,9 @@ async def plan_jobs(request: web.Request) -> web.Response:
     """What applying ``jobs`` would change; changes nothing."""
     body: ApplyJobsBody = await _body(request, ApplyJobsBody)
     jobs = await _jobs_of(request, body)
-    plan = await jobs_for(request.app[ENGINE]).plan(namespace_of(request), jobs, prune=body.prune)
+    plan = await jobs_for(request.app[ENGINE]).plan(
+        namespace_of(request), jobs, prune=body.prune, calendars=body.calendars
+    )
     return json_response(plan)
 
 
@@ -83,6 +85,7 @@ async def apply_jobs(request: web.Request) -> web.Response:
         jobs,
         prune=body.prune,
         identity=_identity(request, body.identity),
+        calendars=body.calendars,
     )
     return json_response(result)
 

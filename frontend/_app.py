@@ -20,6 +20,7 @@ from aiohttp import web
 
 from cadenza.engine import Engine, Settings
 from cadenza.frontend import (
+    _api_calendars,
     _api_jobs,
     _api_schedules,
     _api_worker,
@@ -96,6 +97,7 @@ def create_app(engine: Engine, settings: Settings | None = None) -> web.Applicat
     app.add_routes(_api_worker.routes)
     app.add_routes(_api_schedules.routes)
     app.add_routes(_api_jobs.routes)
+    app.add_routes(_api_calendars.routes)
     app.add_routes(_metrics.routes)
     app.add_routes(_console.routes)
     return app

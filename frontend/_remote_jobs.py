@@ -1,5 +1,6 @@
-"""The job, variable and secret operations of :class:`~cadenza.frontend.remote.RemoteService`
-(one HTTP request each to the routes of :mod:`cadenza.frontend._api_jobs`).
+"""The job, calendar, variable and secret operations of
+:class:`~cadenza.frontend.remote.RemoteService` (one HTTP request each to the routes of
+:mod:`cadenza.frontend._api_jobs` and :mod:`cadenza.frontend._api_calendars`).
 
 A mixin of ``RemoteService``: it uses the service's ``_call``, ``_get`` and ``_post``, so
 timeouts, authentication and error mapping are the same as for every other call. The method
@@ -16,6 +17,7 @@ from urllib.parse import quote
 import msgspec
 
 from cadenza.engine._api import StartWorkflowResponse
+from cadenza.engine._job_calendars import CalendarSummary, CalendarYear
 from cadenza.engine._job_contract import JobVariables
 from cadenza.engine._job_model import JobDefinition
 from cadenza.engine._job_plan import JobPlan
@@ -29,6 +31,7 @@ from cadenza.engine._variables import RotationReport, VariableView
 from cadenza.frontend._wire import API_PREFIX, ServerError, decode_response
 from cadenza.frontend._wire_jobs import (
     ApplyJobsBody,
+    CalendarList,
     EncryptBody,
     EncryptResponse,
     JobList,
@@ -74,13 +77,18 @@ class RemoteJobs:
 
     @staticmethod
     def _apply_body(
-        jobs: Sequence[JobDefinition], prune: bool, step_types: Sequence[str], identity: str
+        jobs: Sequence[JobDefinition],
+        prune: bool,
+        step_types: Sequence[str],
+        identity: str,
+        calendars: Sequence[Any] | None,
     ) -> ApplyJobsBody:
         return ApplyJobsBody(
             jobs=[msgspec.to_builtins(job) for job in jobs],
             prune=prune,
             step_types=list(step_types),
             identity=identity,
+            calendars=None if calendars is None else msgspec.to_builtins(list(calendars)),
         )
 
     async def plan_jobs(
@@ -90,12 +98,14 @@ class RemoteJobs:
         *,
         prune: bool = False,
         step_types: Sequence[str] = (),
+        calendars: Sequence[Any] | None = None,
     ) -> JobPlan:
-        """What applying ``jobs`` would change (``POST /api/v1/jobs/plan``)."""
+        """What applying ``jobs`` (and ``calendars``, the ``calendars:`` entries of the files)
+        would change (``POST /api/v1/jobs/plan``)."""
         return await self._post(  # type: ignore[no-any-return]
             JobPlan,
             f"{API_PREFIX}/jobs/plan",
-            self._apply_body(jobs, prune, step_types, ""),
+            self._apply_body(jobs, prune, step_types, "", calendars),
             params=_ns(namespace),
         )
 
@@ -107,12 +117,14 @@ class RemoteJobs:
         prune: bool = False,
         step_types: Sequence[str] = (),
         identity: str = "",
+        calendars: Sequence[Any] | None = None,
     ) -> ApplyResult:
-        """Make the server's jobs match ``jobs`` (``POST /api/v1/jobs/apply``)."""
+        """Make the server's jobs (and calendars) match the files (``POST
+        /api/v1/jobs/apply``)."""
         return await self._post(  # type: ignore[no-any-return]
             ApplyResult,
             f"{API_PREFIX}/jobs/apply",
-            self._apply_body(jobs, prune, step_types, identity),
+            self._apply_body(jobs, prune, step_types, identity, calendars),
             params=_ns(namespace),
         )
 
@@ -134,6 +146,23 @@ class RemoteJobs:
                 input=input, identity=identity, request_id=request_id, workflow_id=workflow_id
             ),
             params=_ns(namespace),
+        )
+
+    # ------------------------------------------------------------------ calendars
+
+    async def list_calendars(self) -> list[CalendarSummary]:
+        """The server's calendars: built-in, stored and registered (``GET
+        /api/v1/calendars``)."""
+        found: CalendarList = await self._get(CalendarList, f"{API_PREFIX}/calendars")
+        return found.calendars
+
+    async def describe_calendar(self, name: str, year: int) -> CalendarYear:
+        """A calendar's holidays and make-up working days of ``year`` on the server (``GET
+        /api/v1/calendars/{name}?year=``)."""
+        return await self._get(  # type: ignore[no-any-return]
+            CalendarYear,
+            f"{API_PREFIX}/calendars/{quote(name, safe='')}",
+            params={"year": str(year)},
         )
 
     # ------------------------------------------------------------------ variables

@@ -1,5 +1,6 @@
-"""Request and response bodies of the job, variable and secret routes (``_api_jobs``), shared
-with :class:`~cadenza.frontend.remote.RemoteService`. Bodies reject unknown fields."""
+"""Request and response bodies of the job, calendar, variable and secret routes (``_api_jobs``,
+``_api_calendars``), shared with :class:`~cadenza.frontend.remote.RemoteService`. Bodies reject
+unknown fields."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from typing import Any
 
 import msgspec
 
+from cadenza.engine._job_calendars import CalendarSummary
 from cadenza.engine._jobs import JobSummary
 from cadenza.engine._variables import VariableView
 
 __all__ = [
     "ApplyJobsBody",
+    "CalendarList",
     "EncryptBody",
     "EncryptResponse",
     "JobList",
@@ -36,12 +39,16 @@ class ApplyJobsBody(_Body):
         step_types: Activity names allowed as step types besides the built-ins and those
             registered by the job queue's workers.
         identity: Who applies (recorded with every new version). Default ``api@<address>``.
+        calendars: Business calendars of the files (``calendars:`` entries, JSON data), stored
+            with the jobs. Absent or null: the stored calendars are left alone (even with
+            ``prune``); a list (even empty) is the complete set of this namespace's calendars.
     """
 
     jobs: list[dict[str, Any]] = []
     prune: bool = False
     step_types: list[str] = []
     identity: str = ""
+    calendars: list[dict[str, Any]] | None = None
 
 
 class RunJobBody(_Body):
@@ -64,6 +71,12 @@ class JobList(msgspec.Struct, frozen=True, kw_only=True):
     """``GET /api/v1/jobs``."""
 
     jobs: list[JobSummary]
+
+
+class CalendarList(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /api/v1/calendars``: built-in, stored and registered calendars, by name."""
+
+    calendars: list[CalendarSummary]
 
 
 class SetVariableBody(_Body):

@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from cadenza.engine import Engine
 from cadenza.engine._job_lint import lint_paths
 from cadenza.engine._job_model import JobDefinition
@@ -35,6 +37,7 @@ __all__ = [
     "backend_for",
     "default_identity",
     "read_job_files",
+    "read_job_set",
 ]
 
 
@@ -71,8 +74,9 @@ class _LocalJobs:
         *,
         prune: bool = False,
         step_types: Sequence[str] = (),
+        calendars: Sequence[Any] | None = None,
     ) -> Any:
-        return await self.service.plan(namespace, jobs, prune=prune)
+        return await self.service.plan(namespace, jobs, prune=prune, calendars=calendars)
 
     async def apply_jobs(
         self,
@@ -82,8 +86,11 @@ class _LocalJobs:
         prune: bool = False,
         step_types: Sequence[str] = (),
         identity: str = "",
+        calendars: Sequence[Any] | None = None,
     ) -> Any:
-        return await self.service.apply(namespace, jobs, prune=prune, identity=identity)
+        return await self.service.apply(
+            namespace, jobs, prune=prune, identity=identity, calendars=calendars
+        )
 
     async def run_job(self, namespace: str, name: str, **options: Any) -> Any:
         return await self.service.run_job(namespace, name, **options)
@@ -161,10 +168,13 @@ async def backend_for(args: argparse.Namespace, *, write: bool = False) -> Async
         await engine.stop()
 
 
-def read_job_files(paths: Sequence[str], step_types: Sequence[str]) -> list[JobDefinition] | None:
-    """Lint and load the job files; print every error (``FILE:LINE: FIELD: MESSAGE``) and
-    return None when there is one (nothing must change then). Warnings are left to ``cadenza
-    lint``: the target knows its global variables and calendars."""
+def read_job_set(
+    paths: Sequence[str], step_types: Sequence[str]
+) -> tuple[list[JobDefinition], list[dict[str, Any]]] | None:
+    """Lint and load the job files: their jobs and their business calendars (``calendars:``
+    entries as JSON data). Print every error (``FILE:LINE: FIELD: MESSAGE``) and return None
+    when there is one (nothing must change then). Warnings are left to ``cadenza lint``: the
+    target knows its global variables and calendars."""
     try:
         report = lint_paths(paths, step_types=step_types)
     except InvalidArgumentError as exc:
@@ -174,4 +184,12 @@ def read_job_files(paths: Sequence[str], step_types: Sequence[str]) -> list[JobD
     if not report.ok:
         print(f"nothing changed: {report.summary()}", file=sys.stderr)
         return None
-    return [job for loaded in report.files for job in loaded.jobs]
+    jobs = [job for loaded in report.files for job in loaded.jobs]
+    calendars = [msgspec.to_builtins(c) for loaded in report.files for c in loaded.calendars]
+    return jobs, calendars
+
+
+def read_job_files(paths: Sequence[str], step_types: Sequence[str]) -> list[JobDefinition] | None:
+    """The jobs of :func:`read_job_set` (None when a file has an error)."""
+    found = read_job_set(paths, step_types)
+    return None if found is None else found[0]

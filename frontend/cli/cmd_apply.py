@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from cadenza.frontend.cli._jobs_cli import backend_for, default_identity, read_job_files
+from cadenza.frontend.cli._jobs_cli import backend_for, default_identity, read_job_set
 from cadenza.frontend.cli.cmd_plan import add_job_file_arguments
 
 
@@ -18,7 +18,9 @@ def register(subparsers: Any) -> None:
         description=(
             "Apply job files to the target (--server or --db): all or nothing (an invalid file "
             "changes nothing and exits 1), idempotent (a second apply says 'no changes'). Each "
-            "changed job gets a new version recorded with --identity; its schedules follow."
+            "changed job gets a new version recorded with --identity; its schedules follow. "
+            "The business calendars of the files are stored with the jobs and used by every "
+            "server."
         ),
     )
     add_job_file_arguments(parser)
@@ -33,9 +35,10 @@ def register(subparsers: Any) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     """Lint the files, apply them, print what changed."""
-    jobs = read_job_files(args.paths, args.step_type)
-    if jobs is None:
+    found = read_job_set(args.paths, args.step_type)
+    if found is None:
         return 1
+    jobs, calendars = found
     async with backend_for(args, write=True) as backend:
         result = await backend.jobs.apply_jobs(
             backend.namespace,
@@ -43,8 +46,15 @@ async def run(args: argparse.Namespace) -> int:
             prune=args.prune,
             step_types=args.step_type,
             identity=args.identity or default_identity(),
+            calendars=calendars,
         )
     print(result.plan.render())
+    deleted = {c.name for c in result.plan.calendars if c.action == "delete"}
+    for name, version in sorted(result.calendar_versions.items()):
+        if name in deleted:
+            print(f"deleted calendar {name} (was version {version})")
+        else:
+            print(f"applied calendar {name} version {version}")
     for name, version in sorted(result.versions.items()):
         print(f"applied {name} version {version}")
     for line in result.schedules:

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from cadenza.frontend.cli._jobs_cli import add_backend_arguments, backend_for, read_job_files
+from cadenza.frontend.cli._jobs_cli import add_backend_arguments, backend_for, read_job_set
 
 
 def add_job_file_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +17,10 @@ def add_job_file_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prune",
         action="store_true",
-        help="also delete the jobs (and their schedules) that are not in the files",
+        help=(
+            "also delete the jobs (and their schedules) that are not in the files, and the "
+            "calendars applied from this namespace that are not in them"
+        ),
     )
     parser.add_argument(
         "--step-type",
@@ -35,9 +38,10 @@ def register(subparsers: Any) -> None:
         "plan",
         help="show what applying job files would change on the target",
         description=(
-            "Compare job files with the jobs applied on the target (--server or --db) and show "
-            "what would be created (+), changed (~, field by field) and deleted (-, with "
-            "--prune). Changes nothing. Exits 1 when a file is invalid."
+            "Compare job files (jobs and business calendars) with those applied on the target "
+            "(--server or --db) and show what would be created (+), changed (~, field by "
+            "field) and deleted (-, with --prune). Changes nothing. Exits 1 when a file is "
+            "invalid."
         ),
     )
     add_job_file_arguments(parser)
@@ -47,12 +51,17 @@ def register(subparsers: Any) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     """Lint the files, then ask the target for the plan and print it."""
-    jobs = read_job_files(args.paths, args.step_type)
-    if jobs is None:
+    found = read_job_set(args.paths, args.step_type)
+    if found is None:
         return 1
+    jobs, calendars = found
     async with backend_for(args) as backend:
         plan = await backend.jobs.plan_jobs(
-            backend.namespace, jobs, prune=args.prune, step_types=args.step_type
+            backend.namespace,
+            jobs,
+            prune=args.prune,
+            step_types=args.step_type,
+            calendars=calendars,
         )
     if args.json:
         print(orjson.dumps(msgspec.to_builtins(plan), option=orjson.OPT_INDENT_2).decode())
