@@ -25,7 +25,7 @@ class Settings:
     Attributes:
         database_url: ``sqlite:///path`` or ``postgresql://…`` (default: the dev SQLite file).
         namespace: Default namespace (``default``).
-        shard_count: Shards created with a new cluster (default 16; fixed afterwards).
+        shard_count: Shards created with a new cluster (default 64; fixed afterwards).
         payload_limit_bytes: Largest accepted input, result, signal or heartbeat (2 MiB).
         workflow_task_timeout: Seconds a worker may hold a workflow task (10).
         sticky_timeout: Seconds a workflow task waits for the worker that has the execution
@@ -51,7 +51,7 @@ class Settings:
 
     database_url: str = DEFAULT_DEV_DATABASE
     namespace: str = "default"
-    shard_count: int = 16
+    shard_count: int = 64
     payload_limit_bytes: int = 2 * 1024 * 1024
     workflow_task_timeout: float = 10.0
     sticky_timeout: float = 5.0
