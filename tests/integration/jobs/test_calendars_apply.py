@@ -4,6 +4,7 @@ second engine on the same PostgreSQL database picking the calendar up."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -17,6 +18,7 @@ from cadenza.engine._job_loader import JobFileError, load_job_text
 from cadenza.engine._job_plan import JobPlan
 from cadenza.engine._jobs import ApplyResult, JobService, jobs_for
 from cadenza.engine._schedule_api import ScheduleAction
+from cadenza.frontend.cli import main
 from cadenza.timers._calendars import get_calendar
 
 VN_TIME = timezone(timedelta(hours=7))
@@ -308,3 +310,33 @@ async def test_a_second_engine_on_the_same_database_loads_applied_calendars(pg_u
     finally:
         await second.stop()
         await first.stop()
+
+
+async def test_cli_applies_and_prunes_calendars_on_a_database(tmp_path, capsys):
+    _, calendar = _names()
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    (folder / "calendars.yaml").write_text(f"calendars:\n{_calendar(calendar, date(2031, 5, 6))}")
+    db = ["--db", f"sqlite:///{tmp_path}/cli.db"]
+
+    async def cli(*argv: str) -> tuple[int, str, str]:
+        status = await asyncio.to_thread(main, list(argv))
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    status, out, err = await cli("apply", str(folder), *db, "--identity", "ci")
+    assert status == 0, err
+    assert f"+ calendar {calendar}: create" in out
+    assert f"applied calendar {calendar} version 1" in out
+    (folder / "calendars.yaml").write_text(
+        f"calendars:\n{_calendar(f'{calendar}-new', date(2031, 1, 2))}"
+    )
+    status, out, _ = await cli("plan", str(folder), *db)
+    assert f"  calendar {calendar}: not in the files (kept; --prune deletes it)" in out
+    status, out, _ = await cli("plan", str(folder), *db, "--prune")
+    assert f"- calendar {calendar}: delete (version 1)" in out
+    assert "calendars: 1 to create, 0 to change, 1 to delete, 0 unchanged" in out
+    status, out, err = await cli("apply", str(folder), *db, "--prune")
+    assert status == 0, err
+    assert f"deleted calendar {calendar} (was version 1)" in out
+    assert f"applied calendar {calendar}-new version 1" in out
