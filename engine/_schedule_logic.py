@@ -149,8 +149,9 @@ class EvaluatorCache:
 
     An evaluator holds the calendar object its spec names, so when any calendar is registered,
     replaced or removed (:func:`~cadenza.timers._calendars.calendar_generation` moves) the
-    entries that use a calendar are dropped and compiled again on next use. While a calendar
-    overlay is active (``plan`` validating against calendars not stored yet) nothing is cached.
+    entries that use a calendar are dropped and compiled again on next use. A spec whose
+    calendar is overlaid (``plan`` checking against calendars not stored yet) is compiled
+    without being cached.
     """
 
     def __init__(self, size: int = 2048) -> None:
@@ -160,7 +161,7 @@ class EvaluatorCache:
 
     def get(self, schedule_id: str, spec_text: str, spec: ScheduleSpec) -> ScheduleEvaluator:
         """The evaluator of a stored (already validated) spec."""
-        if calendar_overlay_active():
+        if spec.calendar is not None and calendar_overlay_active(spec.calendar):
             return ScheduleEvaluator(spec, schedule_id=schedule_id, trusted=True)
         generation = calendar_generation()
         if generation != self._generation:

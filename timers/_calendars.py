@@ -687,9 +687,13 @@ def calendar_overlay(calendars: Mapping[str, Calendar]) -> Iterator[None]:
         _OVERLAY.reset(token)
 
 
-def calendar_overlay_active() -> bool:
-    """Whether :func:`calendar_overlay` is in effect in the current context."""
-    return bool(_OVERLAY.get())
+def calendar_overlay_active(name: str | None = None) -> bool:
+    """Whether :func:`calendar_overlay` is in effect in the current context (for ``name``,
+    case-insensitive, when given)."""
+    overlay = _OVERLAY.get()
+    if not overlay:
+        return False
+    return name is None or (isinstance(name, str) and name.lower() in overlay)
 
 
 def get_calendar(name: str) -> Calendar:

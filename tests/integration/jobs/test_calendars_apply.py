@@ -18,8 +18,16 @@ from cadenza.engine._job_loader import JobFileError, load_job_text
 from cadenza.engine._job_plan import JobPlan
 from cadenza.engine._jobs import ApplyResult, JobService, jobs_for
 from cadenza.engine._schedule_api import ScheduleAction
+from cadenza.engine._schedule_logic import EvaluatorCache
 from cadenza.frontend.cli import main
-from cadenza.timers._calendars import get_calendar
+from cadenza.timers import decode_schedule_spec
+from cadenza.timers._calendar_spec import calendar_from_dict
+from cadenza.timers._calendars import (
+    calendar_overlay,
+    get_calendar,
+    register_calendar,
+    unregister_calendar,
+)
 
 VN_TIME = timezone(timedelta(hours=7))
 
@@ -340,3 +348,27 @@ async def test_cli_applies_and_prunes_calendars_on_a_database(tmp_path, capsys):
     assert status == 0, err
     assert f"deleted calendar {calendar} (was version 1)" in out
     assert f"applied calendar {calendar}-new version 1" in out
+
+
+def test_compiled_schedules_follow_calendar_changes():
+    _, calendar = _names()
+    spec = decode_schedule_spec({"kind": "cron", "cron": "0 0 9 * * ?", "calendar": calendar})
+    other = decode_schedule_spec({"kind": "cron", "cron": "0 0 9 * * ?"})
+    register_calendar(calendar_from_dict({"name": calendar}), replace=True)
+    try:
+        cache = EvaluatorCache()
+        first = cache.get("s", "spec", spec)
+        plain = cache.get("p", "plain", other)
+        assert cache.get("s", "spec", spec) is first
+        holiday = {"name": calendar, "holidays": [{"date": "2031-05-06", "name": "X"}]}
+        with calendar_overlay({calendar: calendar_from_dict(holiday)}):
+            planned = cache.get("s", "spec", spec)  # compiled against the overlay, not kept
+            assert planned.calendar is not None and planned.calendar.is_holiday(date(2031, 5, 6))
+            assert cache.get("p", "plain", other) is plain
+        assert cache.get("s", "spec", spec) is first
+        register_calendar(calendar_from_dict(holiday), replace=True)
+        fresh = cache.get("s", "spec", spec)
+        assert fresh is not first and fresh.calendar.is_holiday(date(2031, 5, 6))
+        assert cache.get("p", "plain", other) is plain  # no calendar: kept
+    finally:
+        unregister_calendar(calendar)
