@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from cadenza.frontend import create_app
 from cadenza.frontend.cli import main
 from cadenza.frontend.remote import RemoteService
 from cadenza.history import NotFoundError
@@ -176,3 +178,31 @@ calendars:
     assert "still used by job 'payroll' (schedules[0]) in the files" in err
     status, out, _ = await cli(capsys, "calendar", "list", *server)
     assert f"{name}\tstored v2" in out.splitlines()
+
+
+def _documented_routes() -> set[tuple[str, str]]:
+    """(method, path) of every row of the route table of docs/api.md; ``/a``, ``/b`` after a
+    path replace its last segment."""
+    text = (Path(__file__).resolve().parents[3] / "docs" / "api.md").read_text("utf-8")
+    table = text.split("## Every route", 1)[1].split("\n## ", 1)[0]
+    found: set[tuple[str, str]] = set()
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 4 or not cells[1].startswith("`/"):
+            continue
+        methods = re.findall(r"`([A-Z]+)`", cells[0])
+        first, *more = re.findall(r"`(/[^`]*)`", cells[1])
+        paths = [first] + [first.rsplit("/", 1)[0] + other for other in more]
+        found |= {(m, p) for m in methods for p in paths}
+    return found
+
+
+async def test_the_api_reference_lists_every_route(engine):
+    app = create_app(engine, engine.settings)
+    served = {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.method != "HEAD" and route.resource is not None
+    }
+    assert ("GET", "/api/v1/calendars/{name}") in served
+    assert _documented_routes() == served
