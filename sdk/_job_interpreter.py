@@ -53,7 +53,7 @@ from cadenza.engine._job_contract import (
     StepResult,
 )
 from cadenza.engine._job_expr import evaluate, expression_references
-from cadenza.engine._job_loader import load_job_files
+from cadenza.engine._job_loader import load_job_set
 from cadenza.engine._job_model import JobDefinition, Step, topological_order
 from cadenza.engine._job_template import (
     TemplateContext,
@@ -540,7 +540,8 @@ async def load_jobs_into(
     prune: bool = False,
     step_types: Sequence[str] = (),
 ) -> Any:
-    """Apply the job files under ``paths`` to an in-process engine (``cadenza dev --jobs``).
+    """Apply the job files (jobs and calendars) under ``paths`` to an in-process engine
+    (``cadenza dev --jobs``).
 
     Also makes the engine the backend of job activities created without a service.
 
@@ -553,9 +554,11 @@ async def load_jobs_into(
     service = jobs_for(engine)
     namespace = engine.settings.namespace
     known = await service.known_step_types(namespace)
-    jobs = load_job_files(paths, step_types={*known, *step_types})
+    job_set = load_job_set(paths, step_types={*known, *step_types})
     use_job_backend(engine)
-    result = await service.apply(namespace, jobs, prune=prune, identity=identity)
+    result = await service.apply(
+        namespace, job_set.jobs, prune=prune, identity=identity, calendars=job_set.calendars
+    )
     for line in result.plan.render().splitlines():
         log.info("jobs: %s", line)
     for problem in result.schedule_errors:

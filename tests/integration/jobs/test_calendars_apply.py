@@ -372,3 +372,20 @@ def test_compiled_schedules_follow_calendar_changes():
         assert cache.get("p", "plain", other) is plain  # no calendar: kept
     finally:
         unregister_calendar(calendar)
+
+
+async def test_dev_jobs_loads_the_calendars_of_the_files(env, tmp_path) -> None:
+    from cadenza.sdk._job_interpreter import load_jobs_into
+
+    job, calendar = _names()
+    holiday = _holiday_after(_today(env))
+    (tmp_path / "jobs.yaml").write_text(
+        f"jobs:\n{_job(job, calendar, holiday)}\ncalendars:\n{_calendar(calendar, holiday)}"
+    )
+    try:
+        result = await load_jobs_into(env.engine, [str(tmp_path)], identity="dev")
+        assert result.calendar_versions == {calendar: 1}
+        assert not result.schedule_errors
+        assert get_calendar(calendar).is_holiday(holiday)
+    finally:
+        unregister_calendar(calendar)
