@@ -77,6 +77,7 @@ from cadenza.timers import Clock, SystemClock, TimerService
 log = logging.getLogger("cadenza.engine")
 
 _LOOP_RESTART_MIN_S = 0.5
+_CLOSE_RECHECK_S = 5.0
 _LOOP_RESTART_MAX_S = 10.0
 
 T = TypeVar("T")
@@ -859,10 +860,13 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
             record = await self.load_run(namespace, workflow_id, run_id)
             if not record.state.running:
                 return record
-            remaining = 1.0 if deadline is None else min(1.0, deadline - loop.time())
+            # Every close wakes its waiters: in this process directly, from other servers by
+            # NOTIFY. The periodic re-read is only a safety net for a lost notice; frequent
+            # re-reads by thousands of waiters would cost more than the workflows themselves.
+            step = _CLOSE_RECHECK_S
+            remaining = step if deadline is None else min(step, deadline - loop.time())
             if remaining <= 0:
                 raise TimeoutError(f"workflow {workflow_id!r} did not close in time")
-            # Short waits also notice closes made by other processes.
             await wait_event(waiter, remaining)
 
     async def wait_for_close(
