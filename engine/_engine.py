@@ -78,6 +78,7 @@ log = logging.getLogger("cadenza.engine")
 
 _LOOP_RESTART_MIN_S = 0.5
 _CLOSE_RECHECK_S = 5.0
+_SERVED_TYPE_TTL_S = 10.0
 _LOOP_RESTART_MAX_S = 10.0
 
 T = TypeVar("T")
@@ -152,6 +153,7 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         self._queries: dict[tuple[str, str], collections.deque[_PendingQuery]] = {}
         self._queries_by_id: dict[str, _PendingQuery] = {}
         self._background: set[asyncio.Future[None]] = set()
+        self._served_types: dict[tuple[str, str, str, str], float] = {}
         self._registered: set[tuple[str, str, str, frozenset[str]]] = set()
         self._random = random.Random()
         # Rows of executions this process wrote last (it owns their shards, so they are
@@ -626,7 +628,15 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         """With ``strict_types``, reject a type that the queue's workers do not serve."""
         if not self.settings.strict_types:
             return
+        key = (namespace, task_queue, kind, type_name)
+        now = asyncio.get_running_loop().time()
+        if self._served_types.get(key, 0.0) > now:
+            return  # seen served a moment ago: no read per start
         known = await self.store.registered_types(namespace, task_queue, kind)
+        if type_name in known:
+            if len(self._served_types) > 10_000:
+                self._served_types.clear()
+            self._served_types[key] = now + _SERVED_TYPE_TTL_S
         if known and type_name not in known:
             raise UnknownTypeError(
                 f"{kind}_type",
