@@ -242,9 +242,10 @@ class SqlStore:
 
         @event.listens_for(sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
-            if conn.get_execution_options().get("cadenza_write"):
+            options = conn.get_execution_options()
+            if options.get("cadenza_write"):
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
-            else:
+            elif not options.get("cadenza_read"):
                 conn.exec_driver_sql("BEGIN")
 
     async def close(self) -> None:
@@ -272,7 +273,13 @@ class SqlStore:
                 async with self._write_lock, self._engine.connect() as conn:
                     yield conn
             else:
+                # Reads run in autocommit: one statement is its own snapshot (what READ
+                # COMMITTED gives a statement anyway), and no BEGIN/ROLLBACK round trips.
                 async with self._engine.connect() as conn:
+                    if self.dialect == "sqlite":
+                        await conn.execution_options(cadenza_read=True)
+                    else:
+                        await conn.execution_options(isolation_level="AUTOCOMMIT")
                     yield conn
 
     # ------------------------------------------------------------------ schema
