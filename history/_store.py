@@ -49,6 +49,8 @@ from cadenza.history._state import decode_state, encode_state
 
 log = logging.getLogger("cadenza.history.store")
 
+_CLUSTER_CREATE_LOCK_ID = 0x43414446  # "CADF"; migrations use "CADE"
+
 
 def now_ms() -> int:
     """Wall-clock milliseconds since the epoch."""
@@ -294,6 +296,12 @@ class SqlStore:
     async def ensure_cluster(self, shard_count: int) -> int:
         """Create the shard rows on first start; return the cluster's fixed shard count."""
         async with self._write_txn() as conn:
+            if self.dialect == "postgresql":
+                # Servers started together on an empty database: one creates, the others
+                # wait here and then read what it created.
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:id)"), {"id": _CLUSTER_CREATE_LOCK_ID}
+                )
             row = (
                 await conn.execute(
                     select(t.cluster_metadata.c.value).where(

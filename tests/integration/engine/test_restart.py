@@ -7,7 +7,7 @@ import asyncio
 import psycopg
 
 from cadenza.engine import Engine, Settings
-from cadenza.history import StoreUnavailableError
+from cadenza.history import SqlStore, StoreUnavailableError
 from cadenza.sdk import Client, Worker
 from tests.integration.engine import workflows as w
 
@@ -91,3 +91,35 @@ async def test_engine_keeps_working_after_its_database_sessions_are_ended(
         assert engine.failure is None
     finally:
         await engine.stop()
+
+
+async def test_servers_started_together_on_an_empty_database_agree(pg_database_factory) -> None:
+    dsn = pg_database_factory("together")
+    engines = [Engine(Settings(database_url=dsn, shard_count=8)) for _ in range(3)]
+    try:
+        # All three migrate and create the cluster at the same moment: none may fail.
+        await asyncio.gather(*(e.start() for e in engines))
+        assert all(e.shard_count == 8 for e in engines)
+        with psycopg.connect(dsn) as conn:
+            rows = conn.execute("SELECT count(*) FROM shards").fetchone()
+        assert rows is not None and rows[0] == 8
+    finally:
+        for e in engines:
+            await e.stop()
+
+
+async def test_concurrent_cluster_creation_creates_once(pg_database_factory) -> None:
+    dsn = pg_database_factory("create")
+    stores = [SqlStore(dsn) for _ in range(4)]
+    try:
+        await stores[0].migrate()
+        for s in stores:  # connected, so that the creations below really overlap
+            assert await s.shard_table() == []
+        counts = await asyncio.gather(*(s.ensure_cluster(6 + i) for i, s in enumerate(stores)))
+        assert len(set(counts)) == 1 and counts[0] in range(6, 10)
+        with psycopg.connect(dsn) as conn:
+            rows = conn.execute("SELECT count(*) FROM shards").fetchone()
+        assert rows is not None and rows[0] == counts[0]
+    finally:
+        for s in stores:
+            await s.close()
