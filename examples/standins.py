@@ -168,6 +168,10 @@ class _MailHandler:
                 "to": list(envelope.rcpt_tos),
                 "subject": str(message["Subject"] or ""),
                 "text": body.get_content() if body is not None else "",
+                "attachments": [
+                    {"filename": part.get_filename(), "size": len(part.get_content())}
+                    for part in message.iter_attachments()
+                ],
             }
         )
         return "250 OK"

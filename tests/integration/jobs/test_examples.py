@@ -5,14 +5,16 @@ against the stand-ins of ``examples/standins.py`` on 127.0.0.1 and a fresh Postg
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from python_calamine import CalamineWorkbook
 
+from cadenza.activities import configure_file_roots
 from cadenza.engine._job_contract import JobTrigger
 from cadenza.sdk._job_interpreter import load_jobs_into
 from examples.standins import StandIns, settlement_rows, start_standins
@@ -66,8 +68,16 @@ async def _run_at(env, jobs, name: str, nominal: datetime) -> dict:
     return await env.client.get_workflow_handle(workflow_id).result()
 
 
+@pytest.fixture
+def file_roots(tmp_path: Path) -> Iterator[Path]:
+    """The worker's file roots: the test's own folder (the month-end workbook lands there)."""
+    configure_file_roots([tmp_path])
+    yield tmp_path
+    configure_file_roots(None)
+
+
 async def test_nightly_reconciliation_and_month_end_report(
-    env, jobs, examples, standins, worker_for
+    env, jobs, examples, standins, worker_for, file_roots
 ):
     env.auto_time_skipping = False  # no schedule fires in the middle of these runs
     nominal = datetime(2025, 4, 1, 1, 30, tzinfo=HCM)  # processes 2025-03-31
@@ -103,6 +113,14 @@ async def test_nightly_reconciliation_and_month_end_report(
     mail = standins.recorded.mails[-1]
     assert mail["to"] == ["finance@example.vn"]
     assert mail["subject"] == f"Settlements 2025-03: {len(counts)} merchants"
+    # The workbook, written under the file roots, read back, and attached to the mail.
+    workbook = file_roots / "reports" / "settlements-2025-03.xlsx"
+    sheet = CalamineWorkbook.from_path(str(workbook)).get_sheet_by_name("2025-03").to_python()
+    assert sheet[0] == ["merchant", "payments", "total"]
+    assert {row[0]: int(row[1]) for row in sheet[1:]} == dict(counts)
+    assert mail["attachments"] == [
+        {"filename": "settlements-2025-03.xlsx", "size": workbook.stat().st_size}
+    ]
 
 
 async def test_hourly_health_sweep_fires_on_its_schedule_and_alerts(
