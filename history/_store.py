@@ -50,6 +50,7 @@ from cadenza.history._state import decode_state, encode_state
 log = logging.getLogger("cadenza.history.store")
 
 _CLUSTER_CREATE_LOCK_ID = 0x43414446  # "CADF"; migrations use "CADE"
+_CLOSE_DRAIN_S = 5.0
 
 
 def now_ms() -> int:
@@ -195,6 +196,10 @@ class SqlStore:
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         self._write_lock = asyncio.Lock()
         self._shared_connection = False
+        self._closed = False
+        self._in_use = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._committer = GroupCommitter(
             self._write_batch, lanes=1 if url.startswith("sqlite") else max(1, pool_size // 2)
         )
@@ -251,14 +256,34 @@ class SqlStore:
                 conn.exec_driver_sql("BEGIN")
 
     async def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection, once the operations still running have returned
+        theirs (at most a few seconds): a connection given back after the pool was disposed
+        would stay open until the garbage collector finds it. Later operations fail with
+        :class:`StoreUnavailableError`."""
+        self._closed = True
+        if self._in_use:
+            self._idle.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout=_CLOSE_DRAIN_S)
         await self._engine.dispose()
+
+    @contextlib.contextmanager
+    def _using(self) -> Iterator[None]:
+        if self._closed:
+            raise StoreUnavailableError("the store is closed")
+        self._in_use += 1
+        try:
+            yield
+        finally:
+            self._in_use -= 1
+            if not self._in_use:
+                self._idle.set()
 
     # ------------------------------------------------------------------ transactions
 
     @contextlib.asynccontextmanager
     async def _write_txn(self) -> AsyncIterator[AsyncConnection]:
-        with _translated():
+        with self._using(), _translated():
             if self.dialect == "sqlite":
                 async with self._write_lock, self._engine.connect() as conn:
                     await conn.execution_options(cadenza_write=True)
@@ -270,7 +295,7 @@ class SqlStore:
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
-        with _translated():
+        with self._using(), _translated():
             if self._shared_connection:
                 async with self._write_lock, self._engine.connect() as conn:
                     yield conn
@@ -381,7 +406,7 @@ class SqlStore:
         not keep row locks that block the shard's takeover. Returns how many were ended."""
         if self.dialect != "postgresql":
             return 0
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             result = await conn.execute(
                 text(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -556,10 +581,8 @@ class SqlStore:
         """Send cluster notices (PostgreSQL NOTIFY) outside any write; nothing on SQLite."""
         if self.dialect != "postgresql" or not notices:
             return
-        with _translated():
-            async with self._engine.connect() as conn:
-                await self._notify_txn(conn, list(notices))
-                await conn.commit()
+        async with self._read() as conn:
+            await self._notify_txn(conn, list(notices))
 
     async def listen(self, on_notice: Callable[[str], None], stop: asyncio.Event) -> None:
         """Deliver every NOTIFY of the cluster to ``on_notice`` until ``stop`` (PostgreSQL;
@@ -594,7 +617,12 @@ class SqlStore:
             finally:
                 if conn is not None and not conn.closed:
                     # Closed even when we are being cancelled: never left to the GC.
-                    await asyncio.shield(conn.close())
+                    closing = asyncio.ensure_future(conn.close())
+                    try:
+                        await asyncio.shield(closing)
+                    except asyncio.CancelledError:
+                        await closing
+                        raise
 
     async def _write_execution_txn(self, conn: AsyncConnection, change: ExecutionWrite) -> None:
         e = t.executions.c

@@ -198,3 +198,34 @@ async def test_unique_running_execution_per_workflow_id(fresh_url: str) -> None:
             )
     finally:
         await engine.stop()
+
+
+async def test_close_waits_for_operations_in_flight_then_refuses_new_ones(fresh_url: str) -> None:
+    import asyncio
+    import gc
+
+    from sqlalchemy import text
+
+    from cadenza.history import StoreUnavailableError
+
+    store = SqlStore(fresh_url)
+    await store.migrate()
+    reading = asyncio.Event()
+    order: list[str] = []
+
+    async def slow_read() -> None:
+        async with store._read() as conn:
+            reading.set()
+            await asyncio.sleep(0.3)
+            await conn.execute(text("SELECT 1"))
+            order.append("read done")
+
+    task = asyncio.create_task(slow_read())
+    await reading.wait()
+    await store.close()  # waits for the read, which gives its connection back first
+    order.append("closed")
+    await task
+    assert order == ["read done", "closed"]
+    with pytest.raises(StoreUnavailableError, match="closed"):
+        await store.get_execution(0, "nope")
+    gc.collect()  # a connection left open would warn here (warnings are errors)
