@@ -42,6 +42,7 @@ from typing import Any, Literal
 import aiosmtplib
 import msgspec
 
+from cadenza.activities._config_convert import ReprSummary, convert_config
 from cadenza.activities._context import defn, in_activity, info
 from cadenza.activities._local_paths import resolve_local_path
 from cadenza.history import ApplicationError, InvalidArgumentError
@@ -199,7 +200,7 @@ class EmailConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             if name == "password" and value is not None:
                 yield name, _MASK
             elif name in ("text", "html") and value is not None:
-                yield name, _Summary(f"<{len(value)} chars>")
+                yield name, ReprSummary(f"<{len(value)} chars>")
             else:
                 yield name, value
 
@@ -209,15 +210,6 @@ class EmailConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     def __rich_repr__(self) -> Iterator[tuple[str, Any]]:
         """What ``rich`` shows: the same masked view as ``repr``."""
         return self._shown()
-
-
-class _Summary(str):
-    """A string whose repr is itself (for ``<123 chars>`` in a repr)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return str(self)
 
 
 # --------------------------------------------------------------------------- validation
@@ -638,22 +630,7 @@ def _classify(exc: BaseException, config: EmailConfig, port: int) -> Application
 
 
 def _coerce(config: Any) -> EmailConfig:
-    if isinstance(config, EmailConfig):
-        return config
-    if not isinstance(config, dict):
-        raise InvalidArgumentError(
-            "config", f"expected an EmailConfig or a mapping, got {type(config).__name__}"
-        )
-    try:
-        return msgspec.convert(config, EmailConfig)
-    except msgspec.ValidationError as exc:
-        m = re.fullmatch(r"(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?", str(exc), re.DOTALL)
-        message = m["msg"] if m else str(exc)
-        path = ((m and m["path"]) or "").lstrip(".")
-        named = re.search(r"(?:missing required|unknown) field `([^`]+)`", message)
-        if named:
-            path = f"{path}.{named[1]}" if path else named[1]
-        raise InvalidArgumentError(path or "config", message) from None
+    return convert_config(config, EmailConfig)
 
 
 def _password(config: EmailConfig) -> str | None:

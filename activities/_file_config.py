@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import codecs
 import errno
-import re
 from pathlib import PurePath
 from typing import Any, Literal, get_args
 
 import msgspec
 
+from cadenza.activities._config_convert import validation_error_field
 from cadenza.history import ApplicationError, InvalidArgumentError
 
 __all__ = [
@@ -282,12 +282,7 @@ def coerce_file_config(config: Any) -> FileConfig:
     try:
         return msgspec.convert(config, FileConfig)
     except msgspec.ValidationError as exc:
-        m = re.fullmatch(r"(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?", str(exc), re.DOTALL)
-        message = m["msg"] if m else str(exc)
-        path = ((m and m["path"]) or "").lstrip(".")
-        named = re.search(r"(?:missing required|unknown) field `([^`]+)`", message)
-        if named:
-            path = f"{path}.{named[1]}" if path else named[1]
+        path, message = validation_error_field(exc)
         if path == "types[...]" and isinstance(config.get("types"), dict):
             kinds = get_args(ColumnType)
             bad = next((k for k, v in config["types"].items() if v not in kinds), None)

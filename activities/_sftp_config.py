@@ -25,6 +25,7 @@ from typing import Any, Literal
 import asyncssh
 import msgspec
 
+from cadenza.activities._config_convert import ReprSummary, convert_config
 from cadenza.activities._local_paths import resolve_local_path
 from cadenza.history import ApplicationError, InvalidArgumentError
 
@@ -150,9 +151,9 @@ class SftpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             if value is None:
                 continue
             if name in ("password", "private_key", "passphrase"):
-                yield name, _Summary(_MASK)
+                yield name, ReprSummary(_MASK)
             elif name in ("text", "known_hosts"):
-                yield name, _Summary(f"<{len(value)} chars>")
+                yield name, ReprSummary(f"<{len(value)} chars>")
             else:
                 yield name, value
 
@@ -162,15 +163,6 @@ class SftpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     def __rich_repr__(self) -> Iterator[tuple[str, Any]]:
         """What ``rich`` shows: the same masked view as ``repr``."""
         return self._shown()
-
-
-class _Summary(str):
-    """A string whose repr is itself (for ``<123 chars>`` and the mask in a repr)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return str(self)
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -446,22 +438,7 @@ def coerce_sftp_config(config: Any) -> SftpConfig:
     Raises:
         InvalidArgumentError: a wrong key or type, naming the field.
     """
-    if isinstance(config, SftpConfig):
-        return config
-    if not isinstance(config, dict):
-        raise InvalidArgumentError(
-            "config", f"expected an SftpConfig or a mapping, got {type(config).__name__}"
-        )
-    try:
-        return msgspec.convert(config, SftpConfig)
-    except msgspec.ValidationError as exc:
-        m = re.fullmatch(r"(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?", str(exc), re.DOTALL)
-        message = m["msg"] if m else str(exc)
-        path = ((m and m["path"]) or "").lstrip(".")
-        named = re.search(r"(?:missing required|unknown) field `([^`]+)`", message)
-        if named:
-            path = f"{path}.{named[1]}" if path else named[1]
-        raise InvalidArgumentError(path or "config", message) from None
+    return convert_config(config, SftpConfig)
 
 
 def _client_key(config: SftpConfig) -> asyncssh.SSHKey | None:
