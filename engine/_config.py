@@ -36,6 +36,9 @@ class Settings:
         strict_types: Reject starts of workflow types no worker registered on the queue, when
             the queue has registrations (True).
         timezone: Default time zone of schedules (``Asia/Ho_Chi_Minh``).
+        schedule_fire_ahead: Seconds before its due time that a schedule's fire may be
+            written, its run held until the due time, so that runs start on time when many
+            fire at once (1.0; 0 disables it; at most 60). See ``docs/schedules.md``.
         http_host: Address the frontend listens on (``127.0.0.1``).
         http_port: Port of the frontend (7233).
         log_format: ``text`` or ``json``.
@@ -60,6 +63,7 @@ class Settings:
     shard_lease_seconds: float = 10.0
     strict_types: bool = True
     timezone: str = "Asia/Ho_Chi_Minh"
+    schedule_fire_ahead: float = 1.0
     http_host: str = "127.0.0.1"
     http_port: int = 7233
     log_format: str = "text"
@@ -75,6 +79,8 @@ class Settings:
             raise InvalidArgumentError("shard_count", "must be between 1 and 4096")
         if self.payload_limit_bytes < 1024:
             raise InvalidArgumentError("payload_limit_bytes", "must be at least 1024")
+        if not 0 <= self.schedule_fire_ahead <= 60:
+            raise InvalidArgumentError("schedule_fire_ahead", "must be between 0 and 60 seconds")
         for name in ("workflow_task_timeout", "poll_timeout", "shard_lease_seconds"):
             if getattr(self, name) <= 0:
                 raise InvalidArgumentError(name, "must be positive")

@@ -153,6 +153,7 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         self._queries: dict[tuple[str, str], collections.deque[_PendingQuery]] = {}
         self._queries_by_id: dict[str, _PendingQuery] = {}
         self._background: set[asyncio.Future[None]] = set()
+        self._held_wakes: dict[tuple[tuple[str, str, str], int], int] = {}
         self._served_types: dict[tuple[str, str, str, str], float] = {}
         self._registered: set[tuple[str, str, str, frozenset[str]]] = set()
         self._random = random.Random()
@@ -230,9 +231,7 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
                         return
                     if asyncio.get_running_loop().time() - started > 30:
                         backoff = _LOOP_RESTART_MIN_S
-                    log.warning(
-                        "engine loop %s: %s; restarting it in %.1f s", name, exc, backoff
-                    )
+                    log.warning("engine loop %s: %s; restarting it in %.1f s", name, exc, backoff)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), timeout=backoff)
                     backoff = min(backoff * 2, _LOOP_RESTART_MAX_S)
@@ -392,11 +391,20 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
 
     def _cluster_notices(self, mutation: Mutation) -> None:
         for m in (mutation, *mutation.also):
+            now = self.clock.now_ms()
             keys = {
                 (t.kind, t.namespace, t.task_queue) for t in m.tasks_insert if t.kind != "transfer"
             }
             keys.update(m.wake_keys)
             m.notify = [f"{self.owner}|t|{k}|{ns}|{q}" for k, ns, q in sorted(keys)]
+            # A held task (a schedule's fire written ahead): other servers wake their
+            # pollers when it becomes visible.
+            held = {
+                (t.kind, t.namespace, t.task_queue, t.visible_at_ms)
+                for t in m.tasks_insert
+                if t.kind != "transfer" and t.visible_at_ms is not None and t.visible_at_ms > now
+            }
+            m.notify.extend(f"{self.owner}|t|{k}|{ns}|{q}|{at}" for k, ns, q, at in sorted(held))
             if m.closed:
                 m.notify.append(f"{self.owner}|c|{m.run_id}")
 
@@ -408,6 +416,8 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         kind = parts[1]
         if kind == "t" and len(parts) == 5:
             self.notifier.notify_one((parts[2], parts[3], parts[4]))
+        elif kind == "t" and len(parts) == 6 and parts[5].isdigit():
+            self._wake_when_visible((parts[2], parts[3], parts[4]), int(parts[5]))
         elif kind == "m" and len(parts) == 4 and self.timer_service is not None:
             if self.shards is not None and int(parts[2]) in self.shards.owned():
                 self.timer_service.notify(int(parts[3]))
@@ -449,11 +459,38 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
             self._remember(m.written_record())
         return True
 
+    def _wake_when_visible(self, key: tuple[str, str, str], visible_at_ms: int) -> None:
+        """Wake a poller of ``key`` when a held task becomes visible (by the engine's clock,
+        so a virtual clock releases it when moved). Held tasks of one queue and instant share
+        one sleeper."""
+        if visible_at_ms <= self.clock.now_ms():
+            self.notifier.notify_one(key)
+            return
+        slot = (key, visible_at_ms)
+        waiting = self._held_wakes.get(slot)
+        self._held_wakes[slot] = (waiting or 0) + 1
+        if waiting is None:
+            task = asyncio.get_running_loop().create_task(self._release_held(slot))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _release_held(self, slot: tuple[tuple[str, str, str], int]) -> None:
+        key, visible_at_ms = slot
+        try:
+            await self.clock.sleep_until(visible_at_ms, asyncio.Event())
+        finally:
+            count = self._held_wakes.pop(slot, 0)
+        for _ in range(count):
+            self.notifier.notify_one(key)
+
     def _after_commit(self, mutation: Mutation) -> None:
         for m in (mutation, *mutation.also):
             for task in m.tasks_insert:
                 if task.kind == "transfer":
                     self.notifier.notify("transfer")
+                elif task.visible_at_ms is not None and task.visible_at_ms > m.now_ms:
+                    key = (task.kind, task.namespace, task.task_queue)
+                    self._wake_when_visible(key, task.visible_at_ms)
                 else:
                     self.notifier.notify_one((task.kind, task.namespace, task.task_queue))
             for key in m.wake_keys:
@@ -489,9 +526,16 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
     # ------------------------------------------------------------------ start
 
     async def start_workflow(
-        self, request: StartWorkflowRequest, *, parent: ParentRef | None = None
+        self,
+        request: StartWorkflowRequest,
+        *,
+        parent: ParentRef | None = None,
+        release_ms: int | None = None,
     ) -> StartWorkflowResponse:
         """Start an execution, applying the id conflict and reuse policies.
+
+        ``release_ms``: hold the first workflow task until then (a schedule's fire written
+        ahead of its time).
 
         Raises:
             InvalidArgumentError: a bad id, type, queue, policy or timeout (nothing written).
@@ -560,6 +604,7 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
                     identity=request.identity,
                     request_id=request.request_id,
                 ),
+                release_ms=release_ms,
             )
             if await self.commit(mutation):
                 log.debug("started %s %s run %s", request.workflow_type, workflow_id, run_id)
@@ -575,9 +620,15 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         run_id: str,
         started: WorkflowExecutionStarted,
         now_ms: int | None = None,
+        release_ms: int | None = None,
     ) -> Mutation:
-        """A mutation creating a run: started event, first workflow task, run timeout."""
+        """A mutation creating a run: started event, first workflow task, run timeout.
+
+        ``release_ms`` (a schedule's fire written ahead): the first workflow task stays
+        invisible to workers until then, and the run's timeouts count from then.
+        """
         now = self.clock.now_ms() if now_ms is None else now_ms
+        release = now if release_ms is None else max(now, release_ms)
         mutation = Mutation(
             shard_id=shard_id,
             range_id=self.range_id(shard_id),
@@ -592,11 +643,11 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
             ),
         )
         mutation.add(started)
-        mutation.schedule_workflow_task()
+        mutation.schedule_workflow_task(visible_at_ms=release)
         timeouts = [x for x in (started.run_timeout, started.execution_timeout) if x]
         if timeouts:
             mutation.timer(
-                f"wf-timeout:{run_id}", now + int(min(timeouts) * 1000), "workflow_timeout", 1
+                f"wf-timeout:{run_id}", release + int(min(timeouts) * 1000), "workflow_timeout", 1
             )
         return mutation
 
@@ -1060,6 +1111,21 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         task.add_done_callback(self._background.discard)
 
     # ------------------------------------------------------------------ test support
+
+    async def next_due_ms(self) -> int | None:
+        """When something is next due in this process: the earliest timer of our shards or
+        the earliest held task to become visible (the time-skipping test environment jumps
+        the virtual clock there)."""
+        owned = self.shards.owned() if self.shards is not None else []
+        times = [
+            x
+            for x in (
+                await self.store.next_timer_ms(owned),
+                await self.store.next_held_task_ms(self.clock.now_ms()),
+            )
+            if x is not None
+        ]
+        return min(times) if times else None
 
     async def is_idle(self) -> bool:
         """No task is running or ready to run (the time-skipping test environment uses it)."""

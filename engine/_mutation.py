@@ -176,12 +176,14 @@ class Mutation:
             )
         )
 
-    def schedule_workflow_task(self, *, sticky_worker: str | None = None) -> None:
+    def schedule_workflow_task(
+        self, *, sticky_worker: str | None = None, visible_at_ms: int | None = None
+    ) -> None:
         """Schedule a workflow task unless one is pending or the execution is closed.
 
         The task prefers the worker that has the execution cached (``sticky_worker``, or the
         one recorded on the execution) for ``sticky_timeout_ms``; after that any worker may
-        take it.
+        take it. ``visible_at_ms`` holds it from every worker until then (default: now).
         """
         if not self.state.running or self.state.wt_scheduled_event_id:
             return
@@ -195,7 +197,7 @@ class Mutation:
             ref_event_id=event_id,
             attempt=1,
             payload={"workflow_type": self.state.workflow_type, "timeout": self.state.task_timeout},
-            visible_at_ms=self.now_ms,
+            visible_at_ms=self.now_ms if visible_at_ms is None else visible_at_ms,
             sticky_worker=sticky_worker,
             sticky_until_ms=(self.now_ms + self.sticky_timeout_ms) if sticky_worker else None,
         )

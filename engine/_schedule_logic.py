@@ -189,12 +189,18 @@ class PlannedStart:
     nominal_ms: int
     actual_ms: int
     source: str
+    release_ms: int = 0
+    """When its first workflow task becomes visible: the fire's due time for a fire written
+    ahead (``lead_ms``), else the time of the change."""
 
 
 @dataclass(slots=True)
 class PlannedMessage:
     """Work for the owner of another shard, delivered as a timer row due now: start a run
-    (``schedule_start``) or stop one (``schedule_stop``, ``attempt`` 1 cancel, 2 terminate)."""
+    (``schedule_start``; ``attempt`` 0 a spec fire, held until its due time when written
+    ahead, 1 a trigger or backfill) or stop one (``schedule_stop``, ``attempt`` 1 cancel,
+    2 terminate for an overlap policy, 3 terminate a run written ahead whose time has not come
+    when the schedule was paused, changed or deleted)."""
 
     kind: str
     shard_id: int
@@ -216,6 +222,11 @@ class ScheduleChange:
         shard_of: The shard of a workflow id (default: every run is in shard 0).
         owned: Whether this process owns a shard (default: all of them). A run whose shard is
             owned elsewhere is started by that shard's owner (a message), which reports back.
+        lead_ms: Fire ahead: a spec fire due within this many ms is written now, its run held
+            (first workflow task invisible) until the due time, so that the write's latency
+            does not make the run late. Only when waiting could not change the decision: no
+            run of the schedule is running (or the overlap policy is ``allow_all``), nothing
+            is buffered, and the schedule is not a fixed delay. 0 (default): no fire ahead.
     """
 
     def __init__(
@@ -231,6 +242,7 @@ class ScheduleChange:
         cache: EvaluatorCache | None = None,
         shard_of: Callable[[str], int] | None = None,
         owned: Callable[[int], bool] | None = None,
+        lead_ms: int = 0,
     ) -> None:
         self.shard_id = shard_id
         self.shard_of = shard_of or (lambda _wid: 0)
@@ -240,6 +252,7 @@ class ScheduleChange:
         self.record = record
         self.now = now_ms
         self.now_dt = _utc(now_ms)
+        self.lead_ms = max(0, lead_ms)
         self.existing = existing or {}
         self.run_status = run_status or {}
         self.cache = cache or _SHARED_CACHE
@@ -314,7 +327,28 @@ class ScheduleChange:
         if self.paused:
             return None
         nominal = self.state.next_nominal_ms
-        return None if nominal is None else self.due_ms(nominal)
+        if nominal is None:
+            return None
+        due = self.due_ms(nominal)
+        return due - self.lead_ms if self._fires_ahead() else due
+
+    def _fires_ahead(self) -> bool:
+        """Whether the spec's next fire may be written ``lead_ms`` ahead of its due time:
+        only when waiting until then could not change what the fire does."""
+        spec, evaluator = self.spec, self.evaluator
+        if self.lead_ms <= 0 or self.paused or spec is None or evaluator is None:
+            return False
+        if evaluator.kind == "fixed_delay" or self.state.buffer:
+            return False
+        return spec.overlap == "allow_all" or not self.state.running
+
+    def _is_due(self, nominal: int) -> bool:
+        """Whether a spec fire is processed by this change: due now, or due within the lead
+        and allowed to fire ahead."""
+        due = self.due_ms(nominal)
+        if due <= self.now:
+            return True
+        return due <= self.now + self.lead_ms and self._fires_ahead()
 
     def defer_if_stalled(self) -> None:
         """A due timer whose firing changed nothing would fire again at once, forever: move
@@ -374,6 +408,7 @@ class ScheduleChange:
             first = None if waiting else evaluator.first_fire(self.now)
             left = self._runs_left()
             self.state.next_nominal_ms = None if left == 0 else first
+            self._recall_unreleased()
         if action is not None:
             self.action = action
             self.action_text = _ENCODER.encode(action).decode()
@@ -433,6 +468,7 @@ class ScheduleChange:
             return False
         self._set_pause(True, note)
         self._event(SchedulePaused(note=note), identity)
+        self._recall_unreleased()
         return True
 
     def unpause(self, note: str, identity: str) -> bool:
@@ -449,6 +485,7 @@ class ScheduleChange:
         """Delete the schedule; its runs keep running, its audit log stays."""
         self._require()
         self._event(ScheduleDeleted(reason=reason), identity)
+        self._recall_unreleased()
         self.active = False
         self.state.buffer = []
         self.state.backfills = []
@@ -600,7 +637,7 @@ class ScheduleChange:
         spec, evaluator = self._require()
         state = self.state
         nominal = state.next_nominal_ms
-        if nominal is None or self.due_ms(nominal) > self.now:
+        if nominal is None or not self._is_due(nominal):
             return
         catch_up = spec.catch_up
         window = None if catch_up.window is None else int(catch_up.window.total_seconds() * 1000)
@@ -621,7 +658,7 @@ class ScheduleChange:
 
     def _fire_in_order(self, nominal: int | None) -> None:
         evaluator = self.evaluator
-        while nominal is not None and evaluator is not None and self.due_ms(nominal) <= self.now:
+        while nominal is not None and evaluator is not None and self._is_due(nominal):
             if self._runs_left() == 0 or self.budget <= 0:
                 break
             self.budget -= 1
@@ -650,9 +687,7 @@ class ScheduleChange:
             next_nominal = nominal
         on_time: list[int] = []
         while (
-            next_nominal is not None
-            and self.due_ms(next_nominal) <= self.now
-            and len(on_time) < self.budget
+            next_nominal is not None and len(on_time) < self.budget and self._is_due(next_nominal)
         ):
             if self.now - self.due_ms(next_nominal) > window:
                 first_missed = next_nominal if first_missed is None else first_missed
@@ -682,6 +717,11 @@ class ScheduleChange:
                 self._missed(first_missed, last_missed, missed if counted else 0)
             for fire in on_time:
                 if self._runs_left() == 0:
+                    break
+                if not self._is_due(fire):
+                    # Ahead of its time and no longer allowed to fire ahead (a run started
+                    # just now): it is decided at its due time.
+                    next_nominal = fire
                     break
                 self.budget -= 1
                 self._offer(PendingFire(nominal_ms=fire))
@@ -825,15 +865,22 @@ class ScheduleChange:
         remote = not self.owned(shard)
         run_id = "" if remote else str(uuid.uuid4())
         self._started_ids[wid] = run_id
+        # A spec fire written ahead is released at its due time; anything else at once.
+        release = self.now
+        if fire.source == "spec":
+            release = max(self.now, self.due_ms(fire.nominal_ms))
         if remote:
-            self.messages.append(PlannedMessage(START_KIND, shard, wid, "", 0))
+            attempt = 0 if fire.source == "spec" else 1
+            self.messages.append(PlannedMessage(START_KIND, shard, wid, "", attempt))
         else:
-            self.starts.append(PlannedStart(wid, run_id, fire.nominal_ms, self.now, fire.source))
+            self.starts.append(
+                PlannedStart(wid, run_id, fire.nominal_ms, self.now, fire.source, release)
+            )
         run = ScheduleRun(
             workflow_id=wid,
             run_id=run_id,
             nominal_ms=fire.nominal_ms,
-            actual_ms=self.now,
+            actual_ms=release,
             source=fire.source,
             pending=remote,
         )
@@ -855,7 +902,7 @@ class ScheduleChange:
             self._event(
                 ScheduleFired(
                     nominal_time=_utc(fire.nominal_ms),
-                    actual_time=self.now_dt,
+                    actual_time=_utc(release),
                     source=fire.source,
                     workflow_id=wid,
                     run_id=run_id,
@@ -863,6 +910,29 @@ class ScheduleChange:
                 SYSTEM_IDENTITY,
             )
         return "started", wid, run_id
+
+    def _recall_unreleased(self) -> None:
+        """Terminate the runs written ahead whose due time has not come (their first task
+        is still held): a pause, a new spec or a delete must not be followed by a fire of
+        the old plan. A run whose start another shard's owner has not reported yet is not
+        known here and is not recalled."""
+        for run in [*self.state.running, *self.state.recent]:
+            if (
+                run.source != "spec"
+                or run.status != "running"
+                or run.pending
+                or not run.run_id
+                or run.stop_requested
+                or run.actual_ms <= self.now
+            ):
+                continue
+            run.stop_requested = "terminate"
+            self.messages.append(
+                PlannedMessage(
+                    STOP_KIND, self.shard_of(run.workflow_id), run.workflow_id, run.run_id, 3
+                )
+            )
+            self.changed = True
 
     def _tracks_running(self) -> bool:
         """Whether runs in progress are tracked. With ``allow_all`` no decision depends on

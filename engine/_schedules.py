@@ -320,6 +320,7 @@ class ScheduleOps:
             cache=self._schedule_cache(),
             shard_of=lambda wid: self.shard_of(namespace, wid),
             owned=owned.__contains__,
+            lead_ms=int(self.settings.schedule_fire_ahead * 1000),
             **kw,
         )
 
@@ -393,7 +394,7 @@ class ScheduleOps:
                     source="schedule",
                     schedule_id=change.schedule_id,
                     nominal_time=_utc(start.nominal_ms),
-                    actual_time=_utc(start.actual_ms),
+                    actual_time=_utc(max(start.actual_ms, start.release_ms)),
                 ),
                 memo=action.memo,
                 identity=f"schedule:{change.schedule_id}",
@@ -407,6 +408,7 @@ class ScheduleOps:
                     run_id=start.run_id,
                     started=started,
                     now_ms=start.actual_ms,
+                    release_ms=start.release_ms,
                 )
             )
         return mutations
@@ -584,11 +586,16 @@ class ScheduleOps:
         if schedule_id is None or record is None or record.status != "active":
             await self.schedule_store.remove_timer(timer.shard_id, timer.timer_key)
             return
-        action = self._new_change(namespace, schedule_id, record).action
+        change = self._new_change(namespace, schedule_id, record)
+        action = change.action
         if action is None:
             return
         now = self.clock.now_ms()
         nominal = datetime.fromisoformat(workflow_id[len(schedule_id) + 1 :].replace("Z", "+00:00"))
+        # A spec fire (attempt 0) the schedule wrote ahead of its time is held until then.
+        release = now
+        if timer.attempt == 0:
+            release = max(now, change.due_ms(_ms(nominal, "nominal")))
         request = StartWorkflowRequest(
             workflow_id=workflow_id,
             workflow_type=action.workflow_type,
@@ -604,14 +611,14 @@ class ScheduleOps:
                 source="schedule",
                 schedule_id=schedule_id,
                 nominal_time=nominal,
-                actual_time=_utc(now),
+                actual_time=_utc(release),
             ),
             memo=action.memo,
             identity=f"schedule:{schedule_id}",
         )
         outcome, run_id, detail = "started", "", ""
         try:
-            run_id = (await self.start_workflow(request)).run_id
+            run_id = (await self.start_workflow(request, release_ms=release)).run_id
         except WorkflowAlreadyStartedError as exc:
             outcome, run_id = "already_started", exc.run_id
         except InvalidArgumentError as exc:
@@ -622,10 +629,10 @@ class ScheduleOps:
             schedule_id,
             workflow_id,
             run_id,
-            lambda c: c.start_reported(workflow_id, run_id, outcome, now, detail),
+            lambda c: c.start_reported(workflow_id, run_id, outcome, release, detail),
             ref=1,
             attempt=START_OUTCOMES.index(outcome),
-            at=now,
+            at=release,  # a remote report is delivered at the run's release time
         )
         await self.schedule_store.remove_timer(timer.shard_id, timer.timer_key)
 
@@ -687,6 +694,10 @@ class ScheduleOps:
         """Cancel (``attempt`` 1) or terminate a run in our shard for an overlap policy."""
         schedule_id = schedule_of_run(timer.workflow_id) or "?"
         reason = f"overlap policy of schedule {schedule_id!r}"
+        if timer.attempt == 3:
+            reason = (
+                f"schedule {schedule_id!r} was paused, changed or deleted before this run's time"
+            )
         with contextlib.suppress(NotFoundError, WorkflowClosedError):
             if timer.attempt == 1:
                 await self.request_cancel_workflow(

@@ -118,6 +118,7 @@ class HistoryStore(Protocol):
         self, kind: str, namespace: str, task_queue: str
     ) -> int | None: ...
     async def count_ready_tasks(self, now: int) -> int: ...
+    async def next_held_task_ms(self, now: int) -> int | None: ...
     async def list_executions(
         self,
         *,
@@ -1023,6 +1024,19 @@ class SqlStore:
                 ).scalar()
                 or 0
             )
+
+    async def next_held_task_ms(self, now: int) -> int | None:
+        """When the earliest unleased task that is not visible yet becomes visible (a
+        schedule's run written ahead of its time), any queue; None: no such task."""
+        tk = t.tasks.c
+        async with self._read() as conn:
+            return (
+                await conn.execute(
+                    select(func.min(tk.visible_at_ms)).where(
+                        tk.lease_owner.is_(None), tk.visible_at_ms > now
+                    )
+                )
+            ).scalar()
 
     # ------------------------------------------------------------------ timers
 

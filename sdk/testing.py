@@ -126,9 +126,7 @@ class WorkflowEnvironment:
             return
         target = self._clock.now_ms() + int(secs * 1000)
         while self._clock.now_ms() < target:
-            nxt = await self.engine.store.next_timer_ms(
-                self.engine.shards.owned() if self.engine.shards else []
-            )
+            nxt = await self.engine.next_due_ms()
             step = target if nxt is None or nxt > target else max(nxt, self._clock.now_ms() + 1)
             self._clock.advance_to(step)
             await asyncio.sleep(0.01)
@@ -154,8 +152,7 @@ class WorkflowEnvironment:
             idle_rounds += 1
             if idle_rounds < 3:  # idle across three checks: nothing is about to be dispatched
                 continue
-            owned = self.engine.shards.owned() if self.engine.shards else []
-            nxt = await self.engine.store.next_timer_ms(owned)
+            nxt = await self.engine.next_due_ms()
             # Something may have started while we read the next timer: only jump if still idle.
             if nxt is not None and nxt > clock.now_ms() and await self.engine.is_idle():
                 clock.advance_to(nxt)

@@ -4,6 +4,7 @@ every operation with its audit event and actor, DST across a real transition, ba
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -84,7 +85,7 @@ async def run_to(
     """Move the virtual clock to ``target`` timer by timer, letting each step finish."""
     await settle(engine, until, idle=idle)
     while clock.now_ms() < target:
-        nxt = await engine.store.next_timer_ms(engine.shards.owned() if engine.shards else [])
+        nxt = await engine.next_due_ms()
         step = target if nxt is None or nxt > target else max(nxt, clock.now_ms() + 1)
         clock.advance_to(step)
         await settle(engine, until, idle=idle)
@@ -127,7 +128,11 @@ async def test_fires_start_derived_workflows_that_record_their_trigger(make_engi
     jitter = ms(trigger.actual_time) - at_minute(2)
     assert jitter == created.next_fire_times[1].actual_time.timestamp() * 1000 - at_minute(2)
     assert 0 <= jitter < 20_000
-    assert ms(events[0].event_time) == ms(trigger.actual_time)  # started at nominal + jitter
+    # Written one second ahead (schedule_fire_ahead, default 1 s), its first workflow task
+    # held until nominal + jitter: the worker ran it at that time, not before.
+    assert ms(trigger.actual_time) - ms(events[0].event_time) == 1000
+    task_started = next(e for e in events if e.event_type == "workflow_task_started")
+    assert ms(task_started.event_time) >= ms(trigger.actual_time)
     description = await engine.describe_schedule(NS, "tick")
     assert description.run_count == 3
     assert [r.status for r in description.recent_runs] == ["completed"] * 3
@@ -495,3 +500,106 @@ async def test_bad_changes_leave_the_schedule_unchanged(make_engine) -> None:
     after = await engine.describe_schedule(NS, "keep")
     assert after.version == before.version and after.history_length == before.history_length
     assert await runs(engine) == {}
+
+
+# --------------------------------------------------------------------------- fire ahead
+
+
+async def _first_task(engine: Engine, workflow_id: str) -> tuple[int, str | None]:
+    """(visible_at_ms, lease_owner) of a run's pending workflow task."""
+    async with engine.store._read() as conn:  # type: ignore[attr-defined]
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT visible_at_ms, lease_owner FROM tasks "
+                    "WHERE kind = 'workflow' AND workflow_id = :wid"
+                ),
+                {"wid": workflow_id},
+            )
+        ).one()
+        return int(row[0]), row[1]
+
+
+async def test_a_fire_written_ahead_is_held_until_its_time(make_engine, until) -> None:
+    engine, clock = await make_engine()
+    spec = {"kind": "cron", "cron": "0 * * * * ?", "overlap": "allow_all"}
+    await engine.create_schedule(NS, "ahead", spec, action())
+    wid = "ahead/2026-03-02T00:01:00Z"
+    async with worker(engine):
+        # One second (schedule_fire_ahead) before minute 1 the run is written ...
+        clock.advance_to(at_minute(1) - 1000)
+        await until(lambda: _has_run(engine, wid))
+        assert await _first_task(engine, wid) == (at_minute(1), None)
+        # ... and no worker gets it while its time has not come.
+        clock.advance_to(at_minute(1) - 1)
+        await settle(engine, until, idle=True)
+        assert (await runs(engine))[wid] == "running"
+        # At minute 1 the held task becomes visible and a waiting worker is woken for it.
+        clock.advance_to(at_minute(1))
+        await until(lambda: _status_is(engine, wid, "completed"))
+    events = (await engine.get_history(NS, wid))[1]
+    assert ms(events[0].event_time) == at_minute(1) - 1000
+    assert ms(events[0].attributes.trigger.actual_time) == at_minute(1)
+    started = next(e for e in events if e.event_type == "workflow_task_started")
+    assert ms(started.event_time) >= at_minute(1)
+    [fire] = await fired(engine, "ahead")
+    assert ms(fire.actual_time) == at_minute(1)
+
+
+async def test_a_pause_before_the_time_of_a_run_written_ahead_terminates_it(
+    make_engine, until
+) -> None:
+    engine, clock = await make_engine()
+    spec = {"kind": "cron", "cron": "0 * * * * ?"}
+    await engine.create_schedule(NS, "recall", spec, action())
+    wid = "recall/2026-03-02T00:01:00Z"
+    async with worker(engine):
+        clock.advance_to(at_minute(1) - 1000)
+        await until(lambda: _has_run(engine, wid))
+        await engine.pause_schedule(NS, "recall", note="freeze", identity="ops")
+        await until(lambda: _status_is(engine, wid, "terminated"))
+        clock.advance_to(at_minute(1) + 5000)
+        await settle(engine, until, idle=True)
+    events = (await engine.get_history(NS, wid))[1]
+    assert [e.event_type for e in events if e.event_type.startswith("workflow_task")] == [
+        "workflow_task_scheduled"
+    ]  # the workflow never ran
+    assert "paused, changed or deleted before this run's time" in events[-1].attributes.reason
+    history = await event_types(engine, "recall")
+    assert history[-1] == "run_closed"
+    assert (await engine.describe_schedule(NS, "recall")).recent_runs[0].status == "terminated"
+
+
+async def test_without_fire_ahead_a_fire_is_written_at_its_time(make_engine, until) -> None:
+    engine, clock = await make_engine(schedule_fire_ahead=0)
+    spec = {"kind": "cron", "cron": "0 * * * * ?", "overlap": "allow_all"}
+    await engine.create_schedule(NS, "exact", spec, action())
+    clock.advance_to(at_minute(1) - 1)
+    await settle(engine, until, idle=False)
+    assert await runs(engine) == {}
+    clock.advance_to(at_minute(1))
+    wid = "exact/2026-03-02T00:01:00Z"
+    await until(lambda: _has_run(engine, wid))
+    events = (await engine.get_history(NS, wid))[1]
+    assert ms(events[0].event_time) == at_minute(1)
+
+
+async def test_a_held_task_notice_from_another_server_wakes_a_poller_at_its_time(
+    make_engine,
+) -> None:
+    engine, clock = await make_engine()
+    key = ("workflow", NS, "q")
+    ticket = engine.notifier.ticket(key)
+    engine.on_cluster_notice(f"other-server|t|workflow|{NS}|q|{clock.now_ms() + 500}")
+    await asyncio.sleep(0.05)
+    assert not ticket.done()
+    clock.advance_to(clock.now_ms() + 500)
+    await asyncio.wait_for(ticket, 5)
+
+
+async def _has_run(engine: Engine, workflow_id: str) -> bool:
+    return workflow_id in await runs(engine)
+
+
+async def _status_is(engine: Engine, workflow_id: str, status: str) -> bool:
+    return (await runs(engine)).get(workflow_id) == status

@@ -333,3 +333,99 @@ def test_bad_overlap_override_is_rejected() -> None:
     with pytest.raises(InvalidArgumentError) as caught:
         sim.change(T0).trigger("x", overlap="sometimes")
     assert caught.value.field == "overlap"
+
+
+# --------------------------------------------------------------------------- fire ahead
+
+LEAD = 1000
+
+
+def test_fire_ahead_writes_the_run_early_and_holds_it_until_its_time() -> None:
+    sim = Sim({"kind": "cron", "cron": "0 * * * * ?", "overlap": "allow_all"})
+    assert sim.change(T0, lead_ms=LEAD).timer_ms == minute(1) - LEAD
+    early = sim.fire(minute(1) - LEAD, lead_ms=LEAD)
+    [start] = early.starts
+    assert start.workflow_id == "s/2026-03-02T00:01:00Z"
+    assert (start.actual_ms, start.release_ms) == (minute(1) - LEAD, minute(1))
+    fired = sim.fired()[-1]
+    assert fired.actual_time == datetime.fromtimestamp(minute(1) / 1000, UTC)
+    [run] = [*early.state.running, *early.state.recent]
+    assert run.actual_ms == minute(1)
+    # allow_all: the next fire does not depend on the run, so it is armed one lead early.
+    assert early.timer_ms == minute(2) - LEAD
+
+
+def test_fire_ahead_is_not_taken_before_the_lead() -> None:
+    sim = Sim({"kind": "cron", "cron": "0 * * * * ?"})
+    change = sim.fire(minute(1) - LEAD - 1, lead_ms=LEAD)
+    assert not change.starts and not change.changed
+
+
+def test_no_fire_ahead_while_a_run_is_running_under_a_policy_that_depends_on_it() -> None:
+    sim = Sim({"kind": "cron", "cron": "0 * * * * ?", "overlap": "skip"})
+    first = sim.fire(minute(1) - LEAD, lead_ms=LEAD)
+    assert len(first.starts) == 1
+    # Run 1 still runs: whether the next fire is skipped is decided at its own time.
+    assert first.timer_ms == minute(2)
+    early = sim.fire(minute(2) - LEAD, lead_ms=LEAD)
+    assert not early.starts and sim.fired()[-1].nominal_time.minute == 1
+    run = early.state.running[0]
+    sim.apply(
+        minute(2) - 500,
+        lambda c: c.run_closed(run.workflow_id, run.run_id, "completed", minute(2) - 500),
+        lead_ms=LEAD,
+    )
+    on_time = sim.fire(minute(2), lead_ms=LEAD)
+    assert [s.nominal_ms for s in on_time.starts] == [minute(2)]
+    assert on_time.starts[0].release_ms == minute(2)
+
+
+def test_an_every_second_schedule_writes_only_its_next_fire_ahead() -> None:
+    sim = Sim({"kind": "cron", "cron": "* * * * * ?", "overlap": "skip"})
+    first = sim.fire(T0, lead_ms=LEAD * 3)
+    # Four fires fall within a 3 s lead, but the first one's run decides the others.
+    assert [s.nominal_ms for s in first.starts] == [T0]
+    assert first.state.next_nominal_ms == T0 + 1000
+    assert first.timer_ms == T0 + 1000
+
+
+def test_fixed_delay_never_fires_ahead() -> None:
+    sim = Sim({"kind": "fixed_delay", "every": "PT1M"})
+    nominal = sim.change(T0, lead_ms=LEAD).state.next_nominal_ms
+    assert nominal is not None
+    assert sim.change(T0, lead_ms=LEAD).timer_ms == nominal
+    assert not sim.fire(nominal - LEAD, lead_ms=LEAD).starts
+
+
+@pytest.mark.parametrize("operation", ["pause", "delete", "update"])
+def test_a_run_written_ahead_is_terminated_by_a_change_before_its_time(operation: str) -> None:
+    sim = Sim({"kind": "cron", "cron": "0 * * * * ?"})
+    early = sim.fire(minute(1) - LEAD, lead_ms=LEAD)
+    [start] = early.starts
+    new_spec = decode_schedule_spec({"kind": "cron", "cron": "30 * * * * ?"})
+    operate = {
+        "pause": lambda c: c.pause("maintenance", "bob"),
+        "delete": lambda c: c.delete("bob"),
+        "update": lambda c: c.update(new_spec, None, "bob"),
+    }[operation]
+    change = sim.apply(minute(1) - 300, operate, lead_ms=LEAD)
+    [message] = change.messages
+    assert (message.kind, message.workflow_id, message.run_id, message.attempt) == (
+        "schedule_stop",
+        start.workflow_id,
+        start.run_id,
+        3,
+    )
+    # Once its time has come the run is the schedule's like any other: a pause leaves it.
+    sim2 = Sim({"kind": "cron", "cron": "0 * * * * ?"})
+    sim2.fire(minute(1) - LEAD, lead_ms=LEAD)
+    assert not sim2.apply(minute(1) + 1, operate, lead_ms=LEAD).messages
+
+
+def test_fire_ahead_on_time_fires_count_with_the_catch_up_window() -> None:
+    spec = {"kind": "cron", "cron": "0 * * * * ?", "catch_up": {"mode": "none", "window": "PT5S"}}
+    sim = Sim(spec)
+    # After downtime: minute 1 and 2 are long missed, minute 3 is due within the lead.
+    change = sim.fire(minute(3) - LEAD, lead_ms=LEAD)
+    assert [s.nominal_ms for s in change.starts] == [minute(3)]
+    assert sim.fired()[0].skipped == "missed"
