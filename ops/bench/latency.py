@@ -70,7 +70,9 @@ async def main() -> None:
     with psycopg.connect(args.pg, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        rows.append(("PostgreSQL", await measure(args.pg.rsplit("/", 1)[0] + "/" + name, args.runs)))
+        rows.append(
+            ("PostgreSQL", await measure(args.pg.rsplit("/", 1)[0] + "/" + name, args.runs))
+        )
     finally:
         with psycopg.connect(args.pg, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -59,7 +59,9 @@ async def cluster(pg_database_factory) -> AsyncIterator[list[tuple[Engine, str]]
 
 async def test_query_through_a_server_its_worker_does_not_poll(cluster) -> None:
     owner = next(
-        i for i, (e, _) in enumerate(cluster) if shard_for("default", "relay", 4) in e.shards.owned()
+        i
+        for i, (e, _) in enumerate(cluster)
+        if shard_for("default", "relay", 4) in e.shards.owned()
     )
     # The worker polls the server that does NOT own the run's shard; the query is sent to the
     # owner, which has no poller for the queue and must relay it.
