@@ -316,8 +316,9 @@ class ScheduleChange:
         return max(0, spec.max_runs - self.state.run_count)
 
     @property
-    def timer_ms(self) -> int | None:
-        """When the schedule's fire timer should fire after this change (None: no timer)."""
+    def next_due_ms(self) -> int | None:
+        """When the schedule next has something due (None: nothing): what lists show as its
+        next fire."""
         if not self.active:
             return None
         if self._retry_ms is not None:
@@ -327,9 +328,15 @@ class ScheduleChange:
         if self.paused:
             return None
         nominal = self.state.next_nominal_ms
-        if nominal is None:
-            return None
-        due = self.due_ms(nominal)
+        return None if nominal is None else self.due_ms(nominal)
+
+    @property
+    def timer_ms(self) -> int | None:
+        """When the schedule's fire timer should fire after this change (None: no timer):
+        the next due time, or ``lead_ms`` before it when the next fire may be written ahead."""
+        due = self.next_due_ms
+        if due is None or self._retry_ms is not None or self.continue_now or self.state.backfills:
+            return due
         return due - self.lead_ms if self._fires_ahead() else due
 
     def _fires_ahead(self) -> bool:
@@ -990,7 +997,7 @@ class ScheduleChange:
             state=_ENCODER.encode(state).decode(),
             paused=self.paused,
             note=self.note,
-            next_fire_ms=timer_ms,
+            next_fire_ms=self.next_due_ms,
             run_count=state.run_count,
             created_ms=self.created_ms,
             updated_ms=self.now,

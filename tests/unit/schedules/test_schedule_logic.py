@@ -353,6 +353,8 @@ def test_fire_ahead_writes_the_run_early_and_holds_it_until_its_time() -> None:
     assert run.actual_ms == minute(1)
     # allow_all: the next fire does not depend on the run, so it is armed one lead early.
     assert early.timer_ms == minute(2) - LEAD
+    # What lists show as the next fire is its due time, not the timer's.
+    assert early.to_write().record.next_fire_ms == minute(2)
 
 
 def test_fire_ahead_is_not_taken_before_the_lead() -> None:
