@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from cadenza.history import InvalidArgumentError
+from cadenza.history import InvalidArgumentError, StoreUnavailableError
 from cadenza.sdk import ActivityError, ApplicationError, RetryPolicy, Worker, activity, workflow
 from cadenza.sdk.testing import WorkflowEnvironment, replay_history
 
@@ -73,7 +73,7 @@ class ThreeLocal:
         value = 0
         for _ in range(3):
             value = await workflow.execute_local_activity(
-                add_one, key, value, start_to_close_timeout=5
+                add_one, key, value, start_to_close_timeout=0.5
             )
         return value
 
@@ -465,3 +465,45 @@ async def test_local_activities_longer_than_the_task_continue_in_a_new_task(
     assert "workflow_task_failed" not in _types(history)
     assert [CALLS[f"slow-{i}"] for i in range(3)] == [1, 1, 1]
     replay_history(SlowLocals, history)
+
+
+class _DiesBeforeCompleting:
+    """The worker's service, except that completing a workflow task never reaches the server:
+    as if the worker died after running the local activities."""
+
+    def __init__(self, service) -> None:
+        self._service = service
+
+    def __getattr__(self, name: str):
+        return getattr(self._service, name)
+
+    async def complete_workflow_task(self, *args, **kwargs) -> str:
+        raise StoreUnavailableError("simulated crash before the completion was written")
+
+
+async def test_worker_dying_before_completion_reruns_local_activities(
+    real_env: WorkflowEnvironment,
+) -> None:
+    env = real_env
+    doomed = Worker(env.client, task_queue="la-crash", workflows=[ThreeLocal], activities=[add_one])
+    doomed.service = _DiesBeforeCompleting(doomed.service)
+    async with doomed:
+        handle = await env.client.start_workflow(
+            ThreeLocal.run, "crash", id="la-crash", task_queue="la-crash", task_timeout=1
+        )
+
+        async def ran_all_three() -> bool:
+            return CALLS["crash"] == 3
+
+        await _wait_for(ran_all_three)
+    assert "marker_recorded" not in _types(await handle.fetch_history())
+    # The task times out (1 s); another worker runs it, local activities included, again.
+    async with Worker(
+        env.client, task_queue="la-crash", workflows=[ThreeLocal], activities=[add_one]
+    ):
+        assert await handle.result(timeout=20) == 3
+    assert CALLS["crash"] == 6
+    history = await handle.fetch_history()
+    assert "workflow_task_timed_out" in _types(history)
+    assert _types(history).count("marker_recorded") == 3
+    assert _types(history).count("workflow_task_completed") == 1
