@@ -9,6 +9,11 @@ activation runs in a thread with a deadline: workflow code that blocks longer th
 Activities run on the worker's event loop (``async def``) or in its thread pool (``def``),
 with their context (``activity.info()``, ``activity.heartbeat()``) set. Heartbeats are
 throttled; the engine's answer tells a running activity that it was cancelled.
+
+Local activities run inside the workflow task: after an activation, the worker runs the local
+activities the code waits for (``_local_activities.py``), feeds their outcomes back and goes
+on until the code waits for something else; if they still run at 80 % of the task timeout,
+the task completes with what it has and asks for a new one (``force_new_task``).
 """
 
 from __future__ import annotations
@@ -211,6 +216,8 @@ class Worker:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await self._drain()
+            for instance in self._cache.values():
+                _drop_local_executions(instance)
             if self._workflows and self._sticky:
                 try:
                     await self.service.release_sticky(self.identity)
