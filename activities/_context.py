@@ -45,6 +45,8 @@ class ActivityInfo:
         schedule_to_close_timeout: Limit for all attempts together, if any.
         heartbeat_timeout: Longest allowed gap between heartbeats, if any.
         heartbeat_details: Details of the last heartbeat of a previous attempt, for resuming.
+        is_local: Whether it runs as a local activity (inside the worker that runs the
+            workflow task; ``scheduled_event_id`` is 0, heartbeats are ignored).
     """
 
     activity_id: str
@@ -63,6 +65,7 @@ class ActivityInfo:
     schedule_to_close_timeout: timedelta | None = None
     heartbeat_timeout: timedelta | None = None
     heartbeat_details: Sequence[Any] = ()
+    is_local: bool = False
 
 
 @dataclass(kw_only=True)

@@ -27,6 +27,7 @@ from cadenza.engine._commands import (
 )
 from cadenza.engine._config import DEFAULT_DEV_DATABASE, Settings, load_settings
 from cadenza.engine._engine import Engine
+from cadenza.engine._retry import decide_retry
 from cadenza.engine._secrets import (
     MASK,
     SecretBox,
@@ -69,6 +70,7 @@ __all__ = [
     "TaskToken",
     "WorkflowDescription",
     "WorkflowTaskInfo",
+    "decide_retry",
     "generate_key",
     "load_settings",
     "mask",

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from cadenza.history import EMPTY_ARGS, NULL, Failure, RetryPolicySpec
+from cadenza.history import EMPTY_ARGS, NULL, Failure, LocalActivityMarker, RetryPolicySpec
 
 
 class _Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="command", omit_defaults=True):
@@ -52,10 +52,13 @@ class CancelTimer(_Command, tag="cancel_timer"):
 
 
 class RecordMarker(_Command, tag="record_marker"):
-    """Record a marker (a patch, a side effect)."""
+    """Record a marker: a patch (``details = {"patch_id": …}``), a side effect, or the
+    outcome of a local activity (``marker_name = "local_activity"`` with ``local_activity``
+    set; the worker ran it while the task was open)."""
 
     marker_name: str
     details: dict[str, Any] = {}
+    local_activity: LocalActivityMarker | None = None
 
 
 class StartChildWorkflow(_Command, tag="start_child_workflow"):

@@ -283,12 +283,17 @@ class WorkflowTaskOps:
         *,
         identity: str = "",
         sticky: bool = True,
+        force_new_task: bool = False,
     ) -> str:
         """Record a workflow task's commands; returns ``completed`` or ``unhandled_command``.
 
         ``unhandled_command`` means the task tried to close the workflow while new input (a
         signal, say) had arrived that it had not seen: the task was failed and will run again
         with that input, so nothing is lost. The worker must drop its cached state.
+
+        ``force_new_task`` schedules the next workflow task at once (sticky to this worker)
+        even without new input: a worker whose local activities need more time than the
+        task's timeout leaves records what it has and goes on in a new task.
         """
         task = await self._current_wt(token)
         unknown: dict[str, str] = {}
@@ -372,7 +377,7 @@ class WorkflowTaskOps:
             m.set_sticky = True
             if m.record is not None:
                 m.record.worker_position = seen if sticky else 0
-            if not m.closed and state.has_unseen_input(seen):
+            if not m.closed and (force_new_task or state.has_unseen_input(seen)):
                 m.schedule_workflow_task(sticky_worker=m.sticky_worker)
             return "completed"
 
@@ -500,10 +505,21 @@ class WorkflowTaskOps:
                 )
                 m.timers_delete.append(f"user:{m.run_id}:{command.timer_id}")
             case RecordMarker():
+                check_id("marker_name", command.marker_name, MAX_NAME_LENGTH)
+                local = command.local_activity
+                if (command.marker_name == "local_activity") != (local is not None):
+                    raise InvalidArgumentError(
+                        "local_activity",
+                        "a local_activity marker must carry its outcome, and only it may",
+                    )
+                if local is not None:
+                    check_id("local_activity.activity_type", local.activity_type, MAX_NAME_LENGTH)
+                    self.check_payload("local_activity.result", local.result)
                 m.add(
                     MarkerRecorded(
                         marker_name=command.marker_name,
                         details=command.details,
+                        local_activity=local,
                         workflow_task_completed_event_id=completed_id,
                     )
                 )

@@ -104,7 +104,11 @@ async def complete_workflow_task(request: web.Request) -> web.Response:
     """Record a workflow task's commands."""
     body: CompleteWorkflowTaskBody = await _body(request, CompleteWorkflowTaskBody)
     outcome = await request.app[ENGINE].complete_workflow_task(
-        body.token, body.commands, identity=body.identity, sticky=body.sticky
+        body.token,
+        body.commands,
+        identity=body.identity,
+        sticky=body.sticky,
+        force_new_task=body.force_new_task,
     )
     return json_response(CompleteWorkflowTaskResponse(outcome=outcome))
 

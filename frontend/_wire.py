@@ -290,6 +290,7 @@ class CompleteWorkflowTaskBody(_Body, kw_only=True):
     commands: list[Command]
     identity: str = ""
     sticky: bool = True
+    force_new_task: bool = False
 
 
 class CompleteWorkflowTaskResponse(msgspec.Struct, frozen=True, kw_only=True):

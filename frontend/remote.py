@@ -680,7 +680,13 @@ class RemoteService(RemoteJobs):
         return None if data is None else decode_response(data, WorkflowTaskInfo)
 
     async def complete_workflow_task(
-        self, token: TaskToken, commands: list[Command], *, identity: str = "", sticky: bool = True
+        self,
+        token: TaskToken,
+        commands: list[Command],
+        *,
+        identity: str = "",
+        sticky: bool = True,
+        force_new_task: bool = False,
     ) -> str:
         """Record a workflow task's commands; ``completed`` or ``unhandled_command``.
 
@@ -691,7 +697,11 @@ class RemoteService(RemoteJobs):
             CompleteWorkflowTaskResponse,
             f"{API_PREFIX}/worker/workflow-tasks/complete",
             CompleteWorkflowTaskBody(
-                token=token, commands=commands, identity=identity, sticky=sticky
+                token=token,
+                commands=commands,
+                identity=identity,
+                sticky=sticky,
+                force_new_task=force_new_task,
             ),
         )
         return reply.outcome

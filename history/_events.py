@@ -261,11 +261,45 @@ class TimerCanceled(_Attrs, tag="timer_canceled"):
     workflow_task_completed_event_id: int = 0
 
 
+class LocalActivityMarker(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The outcome of a local activity, recorded by a ``local_activity`` marker.
+
+    A local activity runs inside the worker that runs the workflow task; only its final
+    outcome (after local retries) is written, with the task's completion. On replay the
+    recorded ``result`` (or ``failure``) is returned and the function is not run again.
+
+    Attributes:
+        seq: The workflow's own sequence number of local activities (1, 2, 3 …): what replay
+            matches, with ``activity_type``.
+        activity_id: The id given by the workflow (the sequence number by default).
+        activity_type: The registered activity name.
+        attempt: Attempts made, the successful or last failed one included.
+        result: The JSON result (when it completed).
+        failure: Why it failed for good (when it failed).
+        retry_state: Empty when it completed; else why it was not retried again
+            (``non_retryable_failure``, ``maximum_attempts_reached``, ``timeout``).
+        started_time: When the worker started the first attempt (the worker's clock).
+        completed_time: When the last attempt ended (the worker's clock).
+    """
+
+    seq: int
+    activity_id: str
+    activity_type: str
+    attempt: int
+    result: msgspec.Raw = NULL
+    failure: Failure | None = None
+    retry_state: str = ""
+    started_time: datetime | None = None
+    completed_time: datetime | None = None
+
+
 class MarkerRecorded(_Attrs, tag="marker_recorded"):
-    """A marker: ``patch`` (``details = {"patch_id": …}``) or ``side_effect``."""
+    """A marker: ``patch`` (``details = {"patch_id": …}``), ``side_effect``, or
+    ``local_activity`` (``local_activity`` holds the outcome)."""
 
     marker_name: str
     details: dict[str, Any] = {}
+    local_activity: LocalActivityMarker | None = None
     workflow_task_completed_event_id: int = 0
 
 

@@ -54,7 +54,9 @@ from cadenza.history import (
     ChildWorkflowError,
     FailureError,
     HistoryEvent,
+    LocalActivityMarker,
     NonDeterminismError,
+    RetryPolicySpec,
     TerminatedError,
     TimeoutError,
     WorkflowAlreadyStartedError,
@@ -121,6 +123,59 @@ class _Call:
         self.start_future: asyncio.Future[str] | None = None
 
 
+class LocalActivityCall:
+    """A local activity the workflow code awaits: the worker runs it between activations.
+
+    Attributes:
+        seq: The workflow's sequence number of local activities (1, 2, 3 …).
+        activity_id: Id shown in the history.
+        activity_type: Registered name of the activity.
+        input: JSON arguments.
+        start_to_close_timeout: Limit of one attempt, in seconds.
+        schedule_to_close_timeout: Limit of all attempts together, in seconds.
+        retry_policy: Retry policy (None: the default one).
+        execution: The worker's running execution of it (kept across workflow tasks of a
+            cached execution, so that a task handed over in time goes on waiting for it).
+    """
+
+    __slots__ = (
+        "activity_id",
+        "activity_type",
+        "execution",
+        "future",
+        "input",
+        "result_type",
+        "retry_policy",
+        "schedule_to_close_timeout",
+        "seq",
+        "start_to_close_timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        seq: int,
+        activity_id: str,
+        activity_type: str,
+        input: msgspec.Raw,
+        start_to_close_timeout: float,
+        schedule_to_close_timeout: float,
+        retry_policy: RetryPolicySpec | None,
+        future: asyncio.Future[Any],
+        result_type: Any,
+    ) -> None:
+        self.seq = seq
+        self.activity_id = activity_id
+        self.activity_type = activity_type
+        self.input = input
+        self.start_to_close_timeout = start_to_close_timeout
+        self.schedule_to_close_timeout = schedule_to_close_timeout
+        self.retry_policy = retry_policy
+        self.future = future
+        self.result_type = result_type
+        self.execution: asyncio.Future[LocalActivityMarker] | None = None
+
+
 class _DurableTimerHandle(asyncio.TimerHandle):
     """What ``call_later`` returns: cancelling it cancels the durable timer."""
 
@@ -185,6 +240,9 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
         self._signal_buffer: dict[str, list[msgspec.Raw]] = collections.defaultdict(list)
         self._known_patches: set[str] = set()
         self._patch_memo: dict[str, bool] = {}
+        self._local_calls: dict[int, LocalActivityCall] = {}
+        self._local_markers: dict[int, LocalActivityMarker] = {}
+        self.task_timeout = 10.0
         self._main: asyncio.Task[Any] | None = None
         self._object: Any = None
         self._cancel_requested = False
@@ -266,12 +324,17 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
         return [c for c in self._sent if not isinstance(c, _OPTIONAL_COMMANDS)]
 
     def _patch_lookahead(self, events: Sequence[HistoryEvent], start: int) -> None:
+        """Learn the markers a replayed task recorded before its code runs again: patches
+        it passed and the outcomes of its local activities."""
         for later in events[start:]:
             if later.event_type not in COMMAND_EVENT_TYPES:
                 break
             attrs = later.attributes
-            if isinstance(attrs, ev.MarkerRecorded) and attrs.marker_name == "patch":
-                self._known_patches.add(str(attrs.details.get("patch_id")))
+            if isinstance(attrs, ev.MarkerRecorded):
+                if attrs.marker_name == "patch":
+                    self._known_patches.add(str(attrs.details.get("patch_id")))
+                elif attrs.local_activity is not None:
+                    self._local_markers[attrs.local_activity.seq] = attrs.local_activity
 
     def _activate(self, seen_up_to: int, now_ms: int, *, replaying: bool) -> list[Command]:
         self.replaying = replaying
@@ -282,6 +345,9 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
         for event in inputs:
             self._deliver(event)
         self._run_until_quiet()
+        return self._take_commands()
+
+    def _take_commands(self) -> list[Command]:
         if self._code_error is not None:
             error, self._code_error = self._code_error, None
             raise WorkflowCodeError(f"workflow code raised {error!r}") from error
@@ -295,6 +361,88 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
         # Every command must later match its event, whether it was replayed or just sent.
         self._sent.extend(commands)
         return commands
+
+    # ================================================================== local activities
+
+    def pending_local_activities(self) -> list[LocalActivityCall]:
+        """Local activities the code waits for, in sequence order: the worker runs them all,
+        then calls :meth:`resolve_local_activities`. Empty once the workflow closed."""
+        if self.closed:
+            return []
+        return [self._local_calls[seq] for seq in sorted(self._local_calls)]
+
+    def resolve_local_activities(
+        self, outcomes: Sequence[tuple[LocalActivityCall, LocalActivityMarker]]
+    ) -> list[Command]:
+        """Deliver the outcomes of a batch of local activities (every pending one), run the
+        code until it waits again, and return the commands produced: a ``local_activity``
+        marker per outcome, then what the code did next.
+
+        Raises:
+            WorkflowCodeError: workflow code raised an unexpected exception.
+        """
+        token = _current.set(self)
+        try:
+            self._commands = []
+            for call, marker in sorted(outcomes, key=lambda item: item[0].seq):
+                self._resolve_local(call, marker)
+            self._run_until_quiet()
+            return self._take_commands()
+        finally:
+            _current.reset(token)
+
+    def _resolve_local(self, call: LocalActivityCall, marker: LocalActivityMarker) -> None:
+        self._local_calls.pop(call.seq, None)
+        self._commands.append(RecordMarker(marker_name="local_activity", local_activity=marker))
+        if call.future.done():
+            return
+        if marker.failure is None:
+            call.future.set_result(marker.result)
+        else:
+            call.future.set_exception(self._local_activity_error(call, marker))
+
+    def _resolve_recorded_local_activities(self) -> bool:
+        """On replay, when the code waits: resolve the pending local activities from the
+        markers their task recorded (all of them, as when the task first ran). Returns
+        whether any was resolved."""
+        if self.closed or not self._local_calls:
+            return False
+        pending = self.pending_local_activities()
+        recorded = [call for call in pending if call.seq in self._local_markers]
+        if not recorded:
+            return False  # they ran in a later task (or run in the live one)
+        for call in pending:
+            marker = self._local_markers.get(call.seq)
+            if marker is None:
+                raise NonDeterminismError(
+                    f"the workflow code now runs local activity {call.activity_type!r} "
+                    f"(seq {call.seq}) which the history does not have at this point"
+                )
+            if marker.activity_type != call.activity_type:
+                raise NonDeterminismError(
+                    f"history recorded local activity {marker.activity_type!r} (seq {call.seq}) "
+                    f"but the workflow code now runs {call.activity_type!r}"
+                )
+        for call in pending:
+            self._resolve_local(call, self._local_markers.pop(call.seq))
+        return True
+
+    def _local_activity_error(
+        self, call: LocalActivityCall, marker: LocalActivityMarker
+    ) -> ActivityError:
+        error = ActivityError(
+            f"local activity {call.activity_type!r} failed",
+            activity_type=call.activity_type,
+            activity_id=call.activity_id,
+            scheduled_event_id=0,
+            attempt=marker.attempt,
+            retry_state=marker.retry_state,
+        )
+        if marker.failure is not None:
+            error.__cause__ = exception_from_failure(marker.failure)
+        return error
+
+    # ================================================================== matching
 
     def _match(self, event: HistoryEvent) -> None:
         attrs = event.attributes
@@ -399,6 +547,7 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
 
     def _start(self, attrs: ev.WorkflowExecutionStarted, event: HistoryEvent) -> None:
         self._random = random.Random(attrs.random_seed)
+        self.task_timeout = attrs.task_timeout
         self._now_ms = max(self._now_ms, _ms(event.event_time))
         trigger: dict[str, Any] = {}
         if attrs.trigger is not None:
@@ -618,6 +767,16 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
         """Cancel a started timer."""
         self._cancel_timer(timer_id)
 
+    def start_local_activity(self, call: LocalActivityCall) -> None:
+        """Register a local activity; the worker runs it once the code waits."""
+        self._local_calls[call.seq] = call
+
+    def cancel_local_activity(self, call: LocalActivityCall) -> None:
+        """Drop a local activity the code no longer waits for. The worker runs a batch only
+        while the code waits, so a local activity is always dropped before it started: it
+        records nothing, live or on replay."""
+        self._local_calls.pop(call.seq, None)
+
     def patched(self, patch_id: str) -> bool:
         """See ``workflow.patched``."""
         if patch_id in self._patch_memo:
@@ -678,6 +837,8 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
                         future.set_result(None)
                         resolved = True
                 if not resolved and not self._ready:
+                    if self.replaying and self._resolve_recorded_local_activities():
+                        continue
                     return
         finally:
             asyncio.events._set_running_loop(previous)
@@ -798,11 +959,18 @@ def _matches(command: Command, attrs: Any) -> bool:
                 and attrs.scheduled_event_id == command.scheduled_event_id
             )
         case RecordMarker():
-            return (
-                isinstance(attrs, ev.MarkerRecorded)
-                and attrs.marker_name == command.marker_name
-                and attrs.details.get("patch_id") == command.details.get("patch_id")
-            )
+            if not (
+                isinstance(attrs, ev.MarkerRecorded) and attrs.marker_name == command.marker_name
+            ):
+                return False
+            local = command.local_activity
+            if local is not None:
+                return (
+                    attrs.local_activity is not None
+                    and attrs.local_activity.seq == local.seq
+                    and attrs.local_activity.activity_type == local.activity_type
+                )
+            return attrs.details.get("patch_id") == command.details.get("patch_id")
         case StartChildWorkflow():
             return (
                 isinstance(attrs, ev.StartChildWorkflowExecutionInitiated)
@@ -834,6 +1002,9 @@ def _describe(command: Command) -> str:
         case StartChildWorkflow():
             return f"start child {command.workflow_type!r} ({command.workflow_id})"
         case RecordMarker():
+            if command.local_activity is not None:
+                local = command.local_activity
+                return f"local activity {local.activity_type!r} (seq {local.seq})"
             return f"marker {command.marker_name} {command.details}"
     return type(command).__name__
 
@@ -844,5 +1015,8 @@ def _describe_event(attrs: Any) -> str:
     if isinstance(attrs, ev.TimerStarted):
         return f"timer {attrs.timer_id} started ({attrs.duration:g} s)"
     if isinstance(attrs, ev.MarkerRecorded):
+        if attrs.local_activity is not None:
+            local = attrs.local_activity
+            return f"local activity {local.activity_type!r} (seq {local.seq}) recorded"
         return f"marker {attrs.marker_name} {attrs.details}"
     return attrs.type if hasattr(attrs, "type") else type(attrs).__name__

@@ -108,7 +108,13 @@ class WorkflowService(Protocol):
         timeout: float | None = None,
     ) -> WorkflowTaskInfo | None: ...
     async def complete_workflow_task(
-        self, token: TaskToken, commands: list[Command], *, identity: str = "", sticky: bool = True
+        self,
+        token: TaskToken,
+        commands: list[Command],
+        *,
+        identity: str = "",
+        sticky: bool = True,
+        force_new_task: bool = False,
     ) -> str: ...
     async def fail_workflow_task(
         self, token: TaskToken, *, cause: str, failure: Failure, identity: str = ""

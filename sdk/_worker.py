@@ -9,6 +9,11 @@ activation runs in a thread with a deadline: workflow code that blocks longer th
 Activities run on the worker's event loop (``async def``) or in its thread pool (``def``),
 with their context (``activity.info()``, ``activity.heartbeat()``) set. Heartbeats are
 throttled; the engine's answer tells a running activity that it was cancelled.
+
+Local activities run inside the workflow task: after an activation, the worker runs the local
+activities the code waits for (``_local_activities.py``), feeds their outcomes back and goes
+on until the code waits for something else; if they still run at 80 % of the task timeout,
+the task completes with what it has and asks for a new one (``force_new_task``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import collections
 import concurrent.futures
 import contextlib
 import contextvars
+import functools
 import inspect
 import logging
 import os
@@ -50,6 +56,7 @@ from cadenza.history import (
 from cadenza.sdk._converter import decode_args, encode_value
 from cadenza.sdk._definitions import WorkflowDefinition
 from cadenza.sdk._instance import WorkflowCodeError, WorkflowInstance
+from cadenza.sdk._local_activities import run_local_activity
 
 if TYPE_CHECKING:
     from cadenza.sdk._client import Client
@@ -59,6 +66,15 @@ log = logging.getLogger("cadenza.sdk.worker")
 
 class _DeadlockError(Exception):
     pass
+
+
+class _UnknownLocalActivityError(Exception):
+    pass
+
+
+LOCAL_ACTIVITY_TASK_SHARE = 0.8
+"""A workflow task whose local activities still run at this share of its timeout is completed
+with what it has, and the workflow goes on in a new task (the running ones keep running)."""
 
 
 def _ms_dt(ms: int) -> datetime:
@@ -200,6 +216,8 @@ class Worker:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await self._drain()
+            for instance in self._cache.values():
+                _drop_local_executions(instance)
             if self._workflows and self._sticky:
                 try:
                     await self.service.release_sticky(self.identity)
@@ -295,7 +313,7 @@ class Worker:
         return events
 
     def _evict(self, run_id: str) -> None:
-        self._cache.pop(run_id, None)
+        _drop_local_executions(self._cache.pop(run_id, None))
 
     async def _activate(
         self,
@@ -304,18 +322,20 @@ class Worker:
         info: WorkflowTaskInfo,
         final: bool,
     ) -> list[Any]:
-        loop = asyncio.get_running_loop()
-        ctx = contextvars.copy_context()
-        future = loop.run_in_executor(
-            self._wf_executor,
-            lambda: ctx.run(
-                instance.process,
+        return await self._in_workflow_thread(
+            lambda: instance.process(
                 events,
                 seen_up_to=info.seen_up_to,
                 started_time_ms=info.started_time_ms,
                 final=final,
-            ),
+            )
         )
+
+    async def _in_workflow_thread(self, fn: Callable[[], list[Any]]) -> list[Any]:
+        """Run workflow code in the workflow thread pool, with the deadlock deadline."""
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        future = loop.run_in_executor(self._wf_executor, lambda: ctx.run(fn))
         try:
             return await asyncio.wait_for(asyncio.shield(future), self._deadlock_timeout)
         except TimeoutError:
@@ -324,6 +344,45 @@ class Worker:
                 "(no await on a workflow API? blocking I/O in workflow code?)"
             ) from None
 
+    async def _run_local_activities(
+        self, instance: WorkflowInstance, task_deadline: float
+    ) -> tuple[list[Any], bool]:
+        """Run the local activities the workflow waits for, batch after batch, feeding their
+        outcomes back, until it waits for something else. Returns the commands produced and
+        whether the task's time ran out first (the running batch goes on in the next task).
+        """
+        loop = asyncio.get_running_loop()
+        commands: list[Any] = []
+        while True:
+            calls = instance.pending_local_activities()
+            if not calls:
+                return commands, False
+            unknown = sorted({c.activity_type for c in calls} - set(self._activities))
+            if unknown:
+                raise _UnknownLocalActivityError(
+                    f"local activity type {unknown[0]!r} is not registered on worker "
+                    f"{self.identity} (known: {', '.join(sorted(self._activities)) or 'none'}); "
+                    "add it to Worker(activities=[...])"
+                )
+            for call in calls:
+                if call.execution is None:
+                    call.execution = asyncio.ensure_future(
+                        run_local_activity(
+                            instance, call, self._activities[call.activity_type], self._invoke
+                        )
+                    )
+                    self.stats["local_activities"] += 1
+            executions = [c.execution for c in calls if c.execution is not None]
+            _, running = await asyncio.wait(
+                executions, timeout=max(task_deadline - loop.time(), 0.0)
+            )
+            if running:
+                return commands, True
+            outcomes = [(c, c.execution.result()) for c in calls if c.execution is not None]
+            commands += await self._in_workflow_thread(
+                functools.partial(instance.resolve_local_activities, outcomes)
+            )
+
     async def _handle_workflow_task(self, info: WorkflowTaskInfo) -> None:
         if info.query is not None:
             await self._handle_query(info)
@@ -331,6 +390,7 @@ class Worker:
         token = info.token
         if token is None:
             return
+        received = asyncio.get_running_loop().time()
         definition = self._workflows.get(info.workflow_type)
         if definition is None:
             await self._fail_wt(
@@ -345,6 +405,7 @@ class Worker:
             return
         instance = self._cache.pop(info.run_id, None)
         if instance is not None and instance.last_event_id > info.seen_up_to:
+            _drop_local_executions(instance)
             instance = None
         if instance is None:
             self.stats["cache_miss"] += 1
@@ -366,36 +427,65 @@ class Worker:
             else:
                 events = await self._fetch(info, instance.last_event_id)
             commands = await self._activate(instance, events, info, final=True)
+            more, out_of_time = await self._run_local_activities(
+                instance, received + LOCAL_ACTIVITY_TASK_SHARE * instance.task_timeout
+            )
+            commands += more
         except NonDeterminismError as exc:
+            _drop_local_executions(instance)
             log.error("non-determinism in %s run %s: %s", info.workflow_id, info.run_id, exc)
             await self._fail_wt(
                 token, "non_determinism", Failure(message=str(exc), type="NonDeterminismError")
             )
             return
         except WorkflowCodeError as exc:
+            _drop_local_executions(instance)
             cause = exc.__cause__ or exc
             await self._fail_wt(token, "workflow_error", failure_from_exception(cause))
             return
         except _DeadlockError as exc:
+            _drop_local_executions(instance)
             await self._fail_wt(token, "deadlock", Failure(message=str(exc), type="DeadlockError"))
             return
         except PayloadEncodingError as exc:
+            _drop_local_executions(instance)
             await self._fail_wt(token, "bad_payload", failure_from_exception(exc))
             return
+        except _UnknownLocalActivityError as exc:
+            _drop_local_executions(instance)
+            await self._fail_wt(
+                token,
+                "unknown_activity_type",
+                Failure(message=str(exc), type="ActivityTypeNotRegistered"),
+            )
+            return
+        except BaseException:
+            _drop_local_executions(instance)
+            raise
+        if out_of_time:
+            self.stats["workflow_task_handovers"] += 1
         try:
             outcome = await self.service.complete_workflow_task(
-                token, commands, identity=self.identity, sticky=self._sticky
+                token,
+                commands,
+                identity=self.identity,
+                sticky=self._sticky,
+                force_new_task=out_of_time,
             )
         except StaleTaskError:
+            _drop_local_executions(instance)
             return
         except CadenzaError as exc:
+            _drop_local_executions(instance)
             log.warning("completing workflow task of %s failed: %s", info.workflow_id, exc)
             return
         self.stats["workflow_tasks"] += 1
         if outcome == "completed" and not instance.closed and self._sticky:
             self._cache[info.run_id] = instance
             while len(self._cache) > self._max_cached:
-                self._cache.popitem(last=False)
+                _drop_local_executions(self._cache.popitem(last=False)[1])
+        else:
+            _drop_local_executions(instance)
 
     async def _fail_wt(self, token: TaskToken, cause: str, failure: Failure) -> None:
         self._evict(token.run_id)
@@ -577,6 +667,16 @@ class Worker:
                 reset_context(token)
 
         return await loop.run_in_executor(self._executor, contextvars.copy_context().run, call)
+
+
+def _drop_local_executions(instance: WorkflowInstance | None) -> None:
+    """Stop the local activities still running for an instance that is dropped: a later
+    task replays and runs them again (at least once)."""
+    if instance is None:
+        return
+    for call in instance.pending_local_activities():
+        if call.execution is not None and not call.execution.done():
+            call.execution.cancel()
 
 
 def _td(value: float | None) -> timedelta | None:

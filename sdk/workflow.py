@@ -22,7 +22,13 @@ from cadenza.history import InvalidArgumentError
 from cadenza.sdk._common import RetryPolicy, seconds
 from cadenza.sdk._converter import decode_value, encode_args
 from cadenza.sdk._definitions import WorkflowDefinition, defn, query, run, signal
-from cadenza.sdk._instance import ContinueAsNewRequest, WorkflowInfo, current, in_workflow
+from cadenza.sdk._instance import (
+    ContinueAsNewRequest,
+    LocalActivityCall,
+    WorkflowInfo,
+    current,
+    in_workflow,
+)
 
 __all__ = [
     "RetryPolicy",
@@ -31,6 +37,7 @@ __all__ = [
     "defn",
     "execute_activity",
     "execute_child_workflow",
+    "execute_local_activity",
     "in_workflow",
     "info",
     "is_replaying",
@@ -43,11 +50,15 @@ __all__ = [
     "sleep",
     "start_activity",
     "start_child_workflow",
+    "start_local_activity",
     "uuid4",
     "wait_condition",
 ]
 
 PARENT_CLOSE_POLICIES = ("terminate", "request_cancel", "abandon")
+
+LOCAL_ACTIVITY_TASK_SHARE = 0.8
+"""Share of the workflow task timeout that a local activity, retries included, may take."""
 
 
 def info() -> WorkflowInfo:
@@ -198,6 +209,102 @@ def start_activity(
 async def execute_activity(activity: Callable[..., Any] | str, *args: Any, **options: Any) -> Any:
     """Run an activity and return its result; options as for :func:`start_activity`."""
     return await start_activity(activity, *args, **options)
+
+
+def start_local_activity(
+    activity: Callable[..., Any] | str,
+    *args: Any,
+    start_to_close_timeout: timedelta | float | None = None,
+    schedule_to_close_timeout: timedelta | float | None = None,
+    retry_policy: RetryPolicy | None = None,
+    activity_id: str | None = None,
+    result_type: Any = None,
+) -> asyncio.Task[Any]:
+    """Run an activity inside this worker, in the current workflow task; returns a task that
+    resolves with its result.
+
+    A local activity is not dispatched through the server: the worker that runs the workflow
+    task runs the function as soon as the workflow code waits, retries it locally, and feeds
+    the outcome back into the workflow in the *same* workflow task. Its outcome is recorded as
+    a ``marker_recorded`` event (``marker_name = "local_activity"``) with the task's
+    completion; on replay the recorded outcome is returned without running the function.
+    Use it for short work (a lookup, a computation, a quick call); anything that may take
+    longer than a fraction of the workflow task timeout belongs in :func:`start_activity`.
+
+    If the worker dies before the workflow task completes, nothing was recorded: another
+    worker runs the local activities again (at least once, like normal activities).
+
+    Args:
+        activity: An ``@activity.defn`` function or a registered activity name; it must be
+            registered on the worker (``Worker(activities=[...])``).
+        *args: Its arguments (JSON-encodable).
+        start_to_close_timeout: Limit of one attempt (default: the schedule-to-close limit).
+        schedule_to_close_timeout: Limit of all attempts together (default and maximum: 80 %
+            of the workflow task timeout, 8 s for the default 10 s).
+        retry_policy: Retry policy, applied by the worker with local back-off (default: 1 s
+            doubling, unlimited attempts, bounded by ``schedule_to_close_timeout``).
+        activity_id: Id shown in the history (default: the local activity sequence number).
+        result_type: Type to decode the result into (default: the function's return hint).
+
+    Raises:
+        InvalidArgumentError: an option is invalid (the error names it), for instance a
+            timeout longer than 80 % of the workflow task timeout.
+        ActivityError: (from the task) when the activity failed for good; ``__cause__`` says
+            why (ApplicationError, TimeoutError).
+    """
+    instance = current()
+    name, return_type = _activity_name(activity)
+    stc = seconds(start_to_close_timeout, "start_to_close_timeout")
+    s2c = seconds(schedule_to_close_timeout, "schedule_to_close_timeout")
+    if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+        raise InvalidArgumentError("retry_policy", "must be a workflow.RetryPolicy")
+    if activity_id is not None and not activity_id:
+        raise InvalidArgumentError("activity_id", "must not be empty")
+    bound = LOCAL_ACTIVITY_TASK_SHARE * instance.task_timeout
+    for field_name, value in (
+        ("schedule_to_close_timeout", s2c),
+        ("start_to_close_timeout", stc),
+    ):
+        if value is not None and value > bound:
+            raise InvalidArgumentError(
+                field_name,
+                f"{value:g} s is longer than a local activity may take: at most 80 % of the "
+                f"workflow task timeout ({bound:g} s of {instance.task_timeout:g} s); use "
+                "execute_activity for longer work",
+            )
+    s2c = s2c if s2c is not None else bound
+    stc = min(stc, s2c) if stc is not None else s2c
+    seq = instance.next_seq("local_activity")
+    call = LocalActivityCall(
+        seq=seq,
+        activity_id=activity_id or str(seq),
+        activity_type=name,
+        input=encode_args(args),
+        start_to_close_timeout=stc,
+        schedule_to_close_timeout=s2c,
+        retry_policy=retry_policy.to_spec() if retry_policy else None,
+        future=instance.create_future(),
+        result_type=result_type if result_type is not None else return_type,
+    )
+    instance.start_local_activity(call)
+
+    async def wait() -> Any:
+        try:
+            raw = await call.future
+        except asyncio.CancelledError:
+            instance.cancel_local_activity(call)
+            raise
+        return decode_value(raw, call.result_type)
+
+    return instance.create_task(wait(), name=f"local-activity-{call.activity_id}")
+
+
+async def execute_local_activity(
+    activity: Callable[..., Any] | str, *args: Any, **options: Any
+) -> Any:
+    """Run a local activity and return its result; options as for
+    :func:`start_local_activity`."""
+    return await start_local_activity(activity, *args, **options)
 
 
 class ChildWorkflowHandle:

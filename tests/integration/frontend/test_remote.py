@@ -377,3 +377,53 @@ async def _metrics_text(url: str, token: str = "") -> str:
         http.get(url + "/metrics") as response,
     ):
         return await response.text()
+
+
+# --------------------------------------------------------------------------- local activities
+
+
+@activity.defn
+async def slow_rate(currency: str) -> float:
+    await asyncio.sleep(0.45)
+    return {"USD": 25_000.0, "EUR": 27_000.0}[currency]
+
+
+@workflow.defn
+class ConvertLocally:
+    @workflow.run
+    async def run(self, amount: int) -> list[float]:
+        return [
+            amount * await workflow.execute_local_activity(slow_rate, currency)
+            for currency in ("USD", "EUR", "USD")
+        ]
+
+
+async def test_remote_worker_runs_local_activities_and_hands_over(serve, engine: Engine) -> None:
+    """Local-activity markers and ``force_new_task`` cross the worker protocol: three 0.45 s
+    local activities do not fit in 80 % of a 1 s task, so the worker hands over to new tasks."""
+    url = await serve(worker_token=TOKEN)
+    client = await Client.connect(url, token=TOKEN)
+    try:
+        async with Worker(
+            client, task_queue="fx", workflows=[ConvertLocally], activities=[slow_rate]
+        ) as worker:
+            result = await client.execute_workflow(
+                ConvertLocally.run, 2, id="fx-1", task_queue="fx", task_timeout=1
+            )
+            assert worker.stats["workflow_task_handovers"] >= 1
+        assert result == [50_000.0, 54_000.0, 50_000.0]
+        history = await client.get_workflow_handle("fx-1").fetch_history()
+        types = [e.event_type for e in history]
+        markers = [
+            e.attributes.local_activity for e in history if e.event_type == "marker_recorded"
+        ]
+        assert [(m.seq, m.activity_type, bytes(m.result)) for m in markers] == [
+            (1, "slow_rate", b"25000.0"),
+            (2, "slow_rate", b"27000.0"),
+            (3, "slow_rate", b"25000.0"),
+        ]
+        assert types.count("workflow_task_completed") >= 2
+        assert "workflow_task_timed_out" not in types
+        assert (await engine.verify_history("default", "fx-1")).ok
+    finally:
+        await client.close()

@@ -1,0 +1,181 @@
+"""Running local activities inside the worker that runs the workflow task.
+
+A local activity is not dispatched through the server. When the workflow code waits and local
+activities are pending, the worker runs them all (concurrently), applying each one's retry
+policy with local back-off, and hands the outcomes back to the workflow instance, which goes on
+in the same workflow task. Each final outcome becomes a ``local_activity`` marker command,
+recorded with the task's completion; replay returns the recorded outcome and never runs the
+function again.
+
+Nothing is recorded before the task completes: if the worker dies first, the task times out
+and another worker runs the local activities again (at least once, like normal activities).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from cadenza.activities import ActivityContext, ActivityDefinition, ActivityInfo
+from cadenza.engine import decide_retry
+from cadenza.history import (
+    ApplicationError,
+    Failure,
+    LocalActivityMarker,
+    PayloadEncodingError,
+    failure_from_exception,
+)
+from cadenza.history import TimeoutError as ActivityTimeoutError
+from cadenza.sdk._converter import decode_args, encode_value
+from cadenza.sdk._instance import LocalActivityCall, WorkflowInstance
+
+Invoker = Callable[[ActivityDefinition, list[Any], ActivityContext], Awaitable[Any]]
+
+
+def _ignore_heartbeat(details: Sequence[Any]) -> None:
+    """Local activities do not heartbeat: there is no server-side attempt to keep alive."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def run_local_activity(
+    instance: WorkflowInstance,
+    call: LocalActivityCall,
+    definition: ActivityDefinition,
+    invoke: Invoker,
+) -> LocalActivityMarker:
+    """Run one local activity with its retries; returns its final outcome (never raises,
+    except when cancelled)."""
+    loop = asyncio.get_running_loop()
+    started = _now()
+    start_ms = int(loop.time() * 1000)
+    deadline = loop.time() + call.schedule_to_close_timeout
+    attempt = 0
+
+    def outcome(
+        *, result: msgspec.Raw | None = None, failure: Failure | None = None, retry_state: str = ""
+    ) -> LocalActivityMarker:
+        return LocalActivityMarker(
+            seq=call.seq,
+            activity_id=call.activity_id,
+            activity_type=call.activity_type,
+            attempt=attempt,
+            result=result if result is not None else msgspec.Raw(b"null"),
+            failure=failure,
+            retry_state=retry_state,
+            started_time=started,
+            completed_time=_now(),
+        )
+
+    while True:
+        attempt += 1
+        remaining = deadline - loop.time()
+        if call.start_to_close_timeout < remaining:
+            limit, timeout_type = call.start_to_close_timeout, "start_to_close"
+        else:
+            limit, timeout_type = max(remaining, 0.0), "schedule_to_close"
+        info = ActivityInfo(
+            activity_id=call.activity_id,
+            activity_type=call.activity_type,
+            attempt=attempt,
+            idempotency_key=f"{instance.workflow_id}/{instance.run_id}/local-{call.seq}",
+            workflow_id=instance.workflow_id,
+            run_id=instance.run_id,
+            workflow_type=instance.definition.name,
+            namespace=instance.namespace,
+            task_queue=instance.task_queue,
+            scheduled_event_id=0,
+            scheduled_time=started,
+            started_time=_now(),
+            start_to_close_timeout=timedelta(seconds=call.start_to_close_timeout),
+            schedule_to_close_timeout=timedelta(seconds=call.schedule_to_close_timeout),
+            is_local=True,
+        )
+        ctx = ActivityContext(info=info, heartbeater=_ignore_heartbeat)
+        failure: Failure | None = None
+        timed_out = False
+        try:
+            payload = await _attempt(call, definition, invoke, ctx, limit)
+        except _AttemptTimedOut:
+            timed_out = True
+            failure = failure_from_exception(
+                ActivityTimeoutError(
+                    f"local activity {call.activity_type!r} attempt {attempt} timed out "
+                    f"({timeout_type}, {limit:g} s)",
+                    timeout_type=timeout_type,
+                ),
+                with_stack=False,
+            )
+            if timeout_type == "schedule_to_close":
+                return outcome(failure=failure, retry_state="timeout")
+        except Exception as exc:  # the activity's failure is its outcome
+            failure = failure_from_exception(exc)
+        else:
+            return outcome(result=payload)
+        now_ms = int(loop.time() * 1000)
+        retry_state, next_ms = decide_retry(
+            call.retry_policy,
+            attempt=attempt,
+            failure=None if timed_out else failure,
+            now_ms=now_ms,
+            scheduled_ms=start_ms,
+            schedule_to_close=call.schedule_to_close_timeout,
+        )
+        if retry_state != "in_progress" or next_ms is None:
+            return outcome(failure=failure, retry_state=retry_state)
+        await asyncio.sleep((next_ms - now_ms) / 1000)
+
+
+class _AttemptTimedOut(Exception):
+    pass
+
+
+async def _attempt(
+    call: LocalActivityCall,
+    definition: ActivityDefinition,
+    invoke: Invoker,
+    ctx: ActivityContext,
+    limit: float,
+) -> msgspec.Raw:
+    try:
+        args = decode_args(call.input, definition.arg_types)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ApplicationError(
+            f"arguments do not match activity {definition.name!r}: {exc}",
+            type="InvalidInput",
+            non_retryable=True,
+        ) from None
+    task = asyncio.ensure_future(invoke(definition, args, ctx))
+    try:
+        done, _ = await asyncio.wait({task}, timeout=limit)
+    except asyncio.CancelledError:
+        ctx.cancelled.set()
+        task.cancel()
+        raise
+    if not done:
+        ctx.cancelled.set()
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait({task}, timeout=0.1)
+        if task.done():
+            _consume(task)
+        else:
+            task.add_done_callback(_consume)
+        raise _AttemptTimedOut
+    result = task.result()
+    try:
+        return encode_value(result, "result")
+    except PayloadEncodingError as exc:
+        raise ApplicationError(str(exc), type="PayloadEncodingError", non_retryable=True) from None
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
