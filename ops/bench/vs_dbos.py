@@ -453,7 +453,7 @@ async def latency_of(client: Any, runs: int) -> dict[str, float]:
 async def embedded_latency(db_url: str, runs: int) -> dict[str, float]:
     """Engine, client and worker in this process (what ``cadenza dev`` runs)."""
     sys.path.insert(0, str(HERE))
-    from _cadenza_side import ThreeNoopSteps, noop_step
+    from _cadenza_side import ThreeNoopLocalSteps, ThreeNoopSteps, noop_step
 
     from cadenza.engine import Engine, Settings
     from cadenza.sdk import Client, Worker
@@ -463,7 +463,10 @@ async def embedded_latency(db_url: str, runs: int) -> dict[str, float]:
     try:
         client = Client(engine)
         async with Worker(
-            client, task_queue=TASK_QUEUE, workflows=[ThreeNoopSteps], activities=[noop_step]
+            client,
+            task_queue=TASK_QUEUE,
+            workflows=[ThreeNoopSteps, ThreeNoopLocalSteps],
+            activities=[noop_step],
         ):
             return await latency_of(client, runs)
     finally:
@@ -1136,7 +1139,8 @@ def render(results: Results, plan: Plan) -> str:
         f"machine: {meta['cpus']} CPUs; load average {meta['load_start']} at start, "
         f"{meta.get('load_end', '?')} at end; PostgreSQL {meta['pg_version']}; "
         f"cadenza {meta['git']}; DBOS {meta.get('dbos_version', 'not run')}; "
-        f"{'--quick' if meta['quick'] else 'full run'}, {meta.get('minutes', 0):.1f} min"
+        f"{'--quick' if meta['quick'] else 'full run'}, {meta.get('minutes', 0):.1f} min; "
+        f"Cadenza workflow {meta.get('workflow', WORKFLOW_TYPE)}"
     )
     out.append("")
     out.append(
@@ -1323,6 +1327,13 @@ def main() -> int:
     parser.add_argument(
         "--dbos-python", help="python of DBOS's virtualenv (default /tmp/dbos-venv)"
     )
+    parser.add_argument(
+        "--steps",
+        choices=["activities", "local"],
+        default="activities",
+        help="Cadenza's steps: normal activities (ThreeNoopSteps, default) or local "
+        "activities run inside the workflow task (ThreeNoopLocalSteps)",
+    )
     parser.add_argument("--skip-dbos", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
@@ -1336,6 +1347,8 @@ def main() -> int:
         "--commit", metavar="REV", help="measure this commit (git archive) instead of the work tree"
     )
     args = parser.parse_args()
+    global WORKFLOW_TYPE
+    WORKFLOW_TYPE = "ThreeNoopLocalSteps" if args.steps == "local" else "ThreeNoopSteps"
     if args.commit and "CADENZA_BENCH_SNAPSHOT" not in os.environ:
         reexec_on_commit(args.commit)  # does not return
     plan = Plan.quick() if args.quick else Plan()
@@ -1354,6 +1367,7 @@ def main() -> int:
         "pg_version": pg_version(server),
         "git": git_describe(),
         "quick": args.quick,
+        "workflow": WORKFLOW_TYPE,
         "plan": asdict(plan),
     }
     started = time.perf_counter()
