@@ -152,15 +152,15 @@ async def _fires(engine: Engine) -> list[tuple[str, int]]:
     that task is gone: a worker ran it, with ``--worker``)."""
     from sqlalchemy import text
 
+    # Two plain reads joined here: tasks has no index on run_id, and SQLite would join them
+    # by a nested loop.
     async with engine.store._read() as conn:  # type: ignore[attr-defined]
-        rows = await conn.execute(
-            text(
-                "SELECT e.workflow_id, t.visible_at_ms FROM executions e "
-                "LEFT JOIN tasks t ON t.shard_id = e.shard_id AND t.run_id = e.run_id "
-                "AND t.kind = 'workflow'"
-            )
+        tasks = await conn.execute(
+            text("SELECT run_id, visible_at_ms FROM tasks WHERE kind = 'workflow'")
         )
-        return [(r[0], int(r[1] or 0)) for r in rows]
+        visible = {r[0]: int(r[1]) for r in tasks}
+        runs = await conn.execute(text("SELECT workflow_id, run_id FROM executions"))
+        return [(r[0], visible.get(r[1], 0)) for r in runs]
 
 
 async def _dispatches(engine: Engine) -> list[tuple[str, int]]:
