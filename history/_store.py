@@ -23,7 +23,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import and_, delete, event, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -46,6 +58,40 @@ from cadenza.history._records import (
     TimerRecord,
 )
 from cadenza.history._state import decode_state, encode_state
+
+# Statements of the hot path, built once: building a statement and its cache key costs more
+# CPU than running it (about 0.14 ms of 0.38 ms for a one-row read on PostgreSQL).
+_EXEC = t.executions.c
+_EVENTS = t.events.c
+_TASKS = t.tasks.c
+_GET_EXECUTION = select(t.executions).where(
+    _EXEC.shard_id == bindparam("shard_id"), _EXEC.run_id == bindparam("run_id")
+)
+_LATEST_RUN = (
+    select(t.executions)
+    .where(
+        _EXEC.shard_id == bindparam("shard_id"),
+        _EXEC.namespace == bindparam("namespace"),
+        _EXEC.workflow_id == bindparam("workflow_id"),
+    )
+    .order_by((_EXEC.status == "running").desc(), _EXEC.start_time_ms.desc())
+    .limit(1)
+)
+_READ_EVENTS = (
+    select(_EVENTS.data, _EVENTS.hash)
+    .where(
+        _EVENTS.shard_id == bindparam("shard_id"),
+        _EVENTS.run_id == bindparam("run_id"),
+        _EVENTS.event_id > bindparam("after"),
+        _EVENTS.event_id <= bindparam("up_to"),
+    )
+    .order_by(_EVENTS.event_id)
+    .limit(bindparam("limit"))
+)
+_GET_TASK = select(t.tasks).where(
+    _TASKS.shard_id == bindparam("shard_id"), _TASKS.task_id == bindparam("task_id")
+)
+_NO_LIMIT = 2**31 - 1  # event ids are 32-bit integers
 
 log = logging.getLogger("cadenza.history.store")
 
@@ -493,12 +539,9 @@ class SqlStore:
 
     async def get_execution(self, shard_id: int, run_id: str) -> ExecutionRecord | None:
         """One execution by run id, or None."""
-        e = t.executions.c
         async with self._read() as conn:
             row = (
-                await conn.execute(
-                    select(t.executions).where(e.shard_id == shard_id, e.run_id == run_id)
-                )
+                await conn.execute(_GET_EXECUTION, {"shard_id": shard_id, "run_id": run_id})
             ).first()
         return self._execution(row) if row else None
 
@@ -506,20 +549,9 @@ class SqlStore:
         self, shard_id: int, namespace: str, workflow_id: str
     ) -> ExecutionRecord | None:
         """The running execution of a workflow id, else its most recently started one."""
-        e = t.executions.c
+        params = {"shard_id": shard_id, "namespace": namespace, "workflow_id": workflow_id}
         async with self._read() as conn:
-            row = (
-                await conn.execute(
-                    select(t.executions)
-                    .where(
-                        e.shard_id == shard_id,
-                        e.namespace == namespace,
-                        e.workflow_id == workflow_id,
-                    )
-                    .order_by((e.status == "running").desc(), e.start_time_ms.desc())
-                    .limit(1)
-                )
-            ).first()
+            row = (await conn.execute(_LATEST_RUN, params)).first()
         return self._execution(row) if row else None
 
     async def write(self, change: ExecutionWrite) -> None:
@@ -811,14 +843,15 @@ class SqlStore:
         limit: int = 1000,
     ) -> list[HistoryEvent]:
         """Events of a run with ``after < event_id <= up_to``, in order, at most ``limit``."""
-        ev = t.events.c
-        conditions = [ev.shard_id == shard_id, ev.run_id == run_id, ev.event_id > after]
-        if up_to is not None:
-            conditions.append(ev.event_id <= up_to)
+        params = {
+            "shard_id": shard_id,
+            "run_id": run_id,
+            "after": after,
+            "up_to": _NO_LIMIT if up_to is None else up_to,
+            "limit": limit,
+        }
         async with self._read() as conn:
-            rows = await conn.execute(
-                select(ev.data, ev.hash).where(*conditions).order_by(ev.event_id).limit(limit)
-            )
+            rows = await conn.execute(_READ_EVENTS, params)
             return [decode_event(data, hash_hex) for data, hash_hex in rows]
 
     async def read_raw_events(
@@ -857,50 +890,24 @@ class SqlStore:
         moment), which bounds the history its worker is given. ``timers_for`` returns timeout
         timers to insert with each claimed task, in the same transaction.
         """
-        tk = t.tasks.c
-        filters = [tk.kind == kind, tk.task_queue == task_queue]
-        if namespace is not None:
-            filters.append(tk.namespace == namespace)
-        if shard_ids is not None:
-            if not shard_ids:
-                return []
-            filters.append(tk.shard_id.in_(list(shard_ids)))
-        candidates = (
-            select(tk.shard_id, tk.task_id)
-            .where(
-                *filters,
-                tk.lease_owner.is_(None),
-                tk.visible_at_ms <= now,
-                or_(
-                    tk.sticky_worker.is_(None),
-                    tk.sticky_worker == owner,
-                    tk.sticky_until_ms <= now,
-                ),
-            )
-            .order_by(tk.visible_at_ms)
-            .limit(limit)
+        if shard_ids is not None and not shard_ids:
+            return []
+        statement = self._claim_statement(
+            kind == "workflow", namespace is not None, shard_ids is not None
         )
-        if self.dialect == "postgresql":
-            candidates = candidates.with_for_update(skip_locked=True)
-        values: dict[str, Any] = {
-            "lease_owner": owner,
-            "lease_until_ms": now + lease_ms,
-            "started_at_ms": now,
+        params: dict[str, Any] = {
+            "claim_kind": kind,
+            "claim_queue": task_queue,
+            "claim_namespace": namespace,
+            "claim_owner": owner,
+            "claim_now": now,
+            "claim_until": now + lease_ms,
+            "claim_limit": limit,
         }
-        if kind == "workflow":
-            e = t.executions.c
-            values["seen_up_to"] = (
-                select(e.next_event_id - 1)
-                .where(e.shard_id == tk.shard_id, e.run_id == tk.run_id)
-                .scalar_subquery()
-            )
+        if shard_ids is not None:
+            params["claim_shards"] = list(shard_ids)
         async with self._write_txn() as conn:
-            rows = await conn.execute(
-                update(t.tasks)
-                .where(tuple_(tk.shard_id, tk.task_id).in_(candidates))
-                .values(**values)
-                .returning(t.tasks)
-            )
+            rows = await conn.execute(statement, params)
             claimed = [self._task(row) for row in rows]
             if timers_for is not None:
                 timers = [timer for task in claimed for timer in timers_for(task)]
@@ -914,14 +921,62 @@ class SqlStore:
 
     async def get_task(self, shard_id: int, task_id: str) -> TaskRecord | None:
         """One task row, or None."""
-        tk = t.tasks.c
         async with self._read() as conn:
             row = (
-                await conn.execute(
-                    select(t.tasks).where(tk.shard_id == shard_id, tk.task_id == task_id)
-                )
+                await conn.execute(_GET_TASK, {"shard_id": shard_id, "task_id": task_id})
             ).first()
         return self._task(row) if row else None
+
+    def _claim_statement(self, workflow: bool, by_namespace: bool, by_shards: bool) -> Any:
+        """The claiming UPDATE for one shape of claim, built once per store (bound values)."""
+        key = (workflow, by_namespace, by_shards)
+        cache: dict[tuple[bool, bool, bool], Any] = self.__dict__.setdefault("_claims", {})
+        found = cache.get(key)
+        if found is not None:
+            return found
+        tk = _TASKS
+        filters = [tk.kind == bindparam("claim_kind"), tk.task_queue == bindparam("claim_queue")]
+        if by_namespace:
+            filters.append(tk.namespace == bindparam("claim_namespace"))
+        if by_shards:
+            filters.append(tk.shard_id.in_(bindparam("claim_shards", expanding=True)))
+        now = bindparam("claim_now")
+        candidates = (
+            select(tk.shard_id, tk.task_id)
+            .where(
+                *filters,
+                tk.lease_owner.is_(None),
+                tk.visible_at_ms <= now,
+                or_(
+                    tk.sticky_worker.is_(None),
+                    tk.sticky_worker == bindparam("claim_owner"),
+                    tk.sticky_until_ms <= now,
+                ),
+            )
+            .order_by(tk.visible_at_ms)
+            .limit(bindparam("claim_limit"))
+        )
+        if self.dialect == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        values: dict[str, Any] = {
+            "lease_owner": bindparam("claim_owner"),
+            "lease_until_ms": bindparam("claim_until"),
+            "started_at_ms": now,
+        }
+        if workflow:
+            values["seen_up_to"] = (
+                select(_EXEC.next_event_id - 1)
+                .where(_EXEC.shard_id == tk.shard_id, _EXEC.run_id == tk.run_id)
+                .scalar_subquery()
+            )
+        statement = (
+            update(t.tasks)
+            .where(tuple_(tk.shard_id, tk.task_id).in_(candidates))
+            .values(**values)
+            .returning(t.tasks)
+        )
+        cache[key] = statement
+        return statement
 
     async def record_heartbeat(
         self, shard_id: int, task_id: str, attempt: int, details: Any, now: int
