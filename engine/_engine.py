@@ -392,18 +392,20 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
     def _cluster_notices(self, mutation: Mutation) -> None:
         for m in (mutation, *mutation.also):
             now = self.clock.now_ms()
-            keys = {
-                (t.kind, t.namespace, t.task_queue) for t in m.tasks_insert if t.kind != "transfer"
-            }
-            keys.update(m.wake_keys)
-            m.notify = [f"{self.owner}|t|{k}|{ns}|{q}" for k, ns, q in sorted(keys)]
             # A held task (a schedule's fire written ahead): other servers wake their
-            # pollers when it becomes visible.
+            # pollers when it becomes visible, not now.
             held = {
                 (t.kind, t.namespace, t.task_queue, t.visible_at_ms)
                 for t in m.tasks_insert
                 if t.kind != "transfer" and t.visible_at_ms is not None and t.visible_at_ms > now
             }
+            keys = {
+                (t.kind, t.namespace, t.task_queue)
+                for t in m.tasks_insert
+                if t.kind != "transfer" and (t.visible_at_ms is None or t.visible_at_ms <= now)
+            }
+            keys.update(m.wake_keys)
+            m.notify = [f"{self.owner}|t|{k}|{ns}|{q}" for k, ns, q in sorted(keys)]
             m.notify.extend(f"{self.owner}|t|{k}|{ns}|{q}|{at}" for k, ns, q, at in sorted(held))
             if m.closed:
                 m.notify.append(f"{self.owner}|c|{m.run_id}")

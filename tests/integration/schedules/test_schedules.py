@@ -16,6 +16,7 @@ from sqlalchemy import text
 from cadenza.engine import Engine
 from cadenza.engine._schedule_api import ScheduleAction
 from cadenza.history import InvalidArgumentError
+from cadenza.history._events import WorkflowExecutionStarted
 from cadenza.history._schedule_records import (
     ScheduleAlreadyExistsError,
     ScheduleNotFoundError,
@@ -603,3 +604,30 @@ async def _has_run(engine: Engine, workflow_id: str) -> bool:
 
 async def _status_is(engine: Engine, workflow_id: str, status: str) -> bool:
     return (await runs(engine)).get(workflow_id) == status
+
+
+async def test_a_held_task_is_announced_to_other_servers_for_its_release_time(
+    make_engine,
+) -> None:
+    engine, clock = await make_engine()
+    release = clock.now_ms() + 800
+
+    def mutation(release_ms: int | None) -> Any:
+        return engine.new_run_mutation(
+            shard_id=0,
+            namespace=NS,
+            workflow_id="held",
+            run_id="r1",
+            started=WorkflowExecutionStarted(
+                workflow_type="Tick", task_queue="q", first_run_id="r1", random_seed=1
+            ),
+            release_ms=release_ms,
+        )
+
+    held = mutation(release)
+    engine._cluster_notices(held)
+    # Only the release-time notice: pollers elsewhere are not woken for nothing now.
+    assert held.notify == [f"{engine.owner}|t|workflow|{NS}|q|{release}"]
+    now = mutation(None)
+    engine._cluster_notices(now)
+    assert now.notify == [f"{engine.owner}|t|workflow|{NS}|q"]
