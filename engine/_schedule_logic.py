@@ -918,6 +918,14 @@ class ScheduleChange:
             )
         return "started", wid, run_id
 
+    def plans_fire(self, nominal_ms: int) -> bool:
+        """Whether the schedule, as it is now, fires at ``nominal_ms``: active, not paused, and
+        a fire time of its current spec. A run written ahead whose start another shard's owner
+        carries out is dropped there when this no longer holds before its time."""
+        if not self.active or self.paused or self.evaluator is None:
+            return False
+        return self.evaluator.next_after(nominal_ms - 1) == nominal_ms
+
     def _recall_unreleased(self) -> None:
         """Terminate the runs written ahead whose due time has not come (their first task
         is still held): a pause, a new spec or a delete must not be followed by a fire of

@@ -595,7 +595,24 @@ class ScheduleOps:
         # A spec fire (attempt 0) the schedule wrote ahead of its time is held until then.
         release = now
         if timer.attempt == 0:
-            release = max(now, change.due_ms(_ms(nominal, "nominal")))
+            nominal_ms = _ms(nominal, "nominal")
+            release = max(now, change.due_ms(nominal_ms))
+            if release > now and not change.plans_fire(nominal_ms):
+                # Paused or given a new spec since the fire was written ahead, before its
+                # time: the old plan's run is not started.
+                detail = "the schedule was paused or changed before the run's time"
+                await self._report_to_schedule(
+                    namespace,
+                    schedule_id,
+                    workflow_id,
+                    "",
+                    lambda c: c.start_reported(workflow_id, "", "start_failed", now, detail),
+                    ref=1,
+                    attempt=START_OUTCOMES.index("start_failed"),
+                    at=now,
+                )
+                await self.schedule_store.remove_timer(timer.shard_id, timer.timer_key)
+                return
         request = StartWorkflowRequest(
             workflow_id=workflow_id,
             workflow_type=action.workflow_type,

@@ -631,3 +631,38 @@ async def test_a_held_task_is_announced_to_other_servers_for_its_release_time(
     now = mutation(None)
     engine._cluster_notices(now)
     assert now.notify == [f"{engine.owner}|t|workflow|{NS}|q"]
+
+
+@pytest.mark.parametrize("paused", [True, False])
+async def test_a_start_written_ahead_for_another_server_is_dropped_if_the_schedule_paused(
+    make_engine, until, paused: bool
+) -> None:
+    # The message another server's fire leaves in the run's shard, carried out here before
+    # the run's time: started (and held) unless the schedule was paused meanwhile.
+    from cadenza.engine._schedule_logic import START_KIND
+    from cadenza.history import TimerRecord
+
+    engine, clock = await make_engine(schedule_fire_ahead=0)
+    spec = {"kind": "cron", "cron": "0 * * * * ?", "overlap": "allow_all"}
+    await engine.create_schedule(NS, "remote", spec, action())
+    if paused:
+        await engine.pause_schedule(NS, "remote", note="freeze", identity="ops")
+    wid = "remote/2026-03-02T00:01:00Z"
+    clock.advance_to(at_minute(1) - 800)
+    message = TimerRecord(
+        shard_id=engine.shard_of(NS, wid),
+        timer_key=f"{START_KIND}:{NS}:{wid}:",
+        fire_at_ms=clock.now_ms(),
+        namespace=NS,
+        workflow_id=wid,
+        run_id="",
+        kind=START_KIND,
+        ref_event_id=0,
+        attempt=0,
+    )
+    await engine._start_for_schedule(message)
+    if paused:
+        assert await runs(engine) == {}
+    else:
+        assert (await runs(engine))[wid] == "running"
+        assert await _first_task(engine, wid) == (at_minute(1), None)
