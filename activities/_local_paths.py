@@ -76,7 +76,7 @@ def resolve_local_path(path: object, field: str) -> Path:
     raise InvalidArgumentError(
         field,
         f"{path!r} is outside the allowed file roots ({allowed}); "
-        f"set {ENV_VAR} on the worker to allow another directory"
+        f"set {ENV_VAR} on the worker to allow another directory",
     )
 
 
