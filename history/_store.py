@@ -724,7 +724,9 @@ class SqlStore:
             await conn.execute(
                 delete(t.timers).where(tm.shard_id == change.shard_id, tm.run_id == change.run_id)
             )
-        if change.tasks_delete:
+        # A purge removed every task and timer of the run: deleting some of them by key again
+        # would be a wasted statement (on every close).
+        if change.tasks_delete and not change.purge_outbox:
             await conn.execute(
                 delete(t.tasks).where(
                     tk.shard_id == change.shard_id, tk.task_id.in_(sorted(change.tasks_delete))
@@ -740,7 +742,7 @@ class SqlStore:
             await conn.execute(
                 insert(t.tasks), [self._task_row(task) for task in change.tasks_insert]
             )
-        if change.timers_delete:
+        if change.timers_delete and not change.purge_outbox:
             await conn.execute(
                 delete(t.timers).where(
                     tm.shard_id == change.shard_id, tm.timer_key.in_(change.timers_delete)

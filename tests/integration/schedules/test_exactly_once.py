@@ -50,13 +50,20 @@ async def _stop(engine: Engine) -> None:
 
 
 async def _settled(settings: Settings) -> Engine:
-    """After the engines under test stopped: an engine that pauses every schedule and
-    carries out the messages still in flight (starts handed to another shard, reports), so
-    that what was decided is complete before it is checked."""
+    """After the engines under test stopped: an engine that carries out the messages still in
+    flight (starts handed to another shard, reports), then pauses every schedule, so that what
+    was decided is complete before it is checked. The messages go first: a start written
+    ahead of its time and carried out after a pause is, by design, not started."""
     engine = _engine(settings)
     await engine.start()
+    await _messages_done(settings)
     for i in range(SCHEDULES):
         await engine.pause_schedule(NS, f"s{i}", note="checking", identity="test")
+    await _messages_done(settings)
+    return engine
+
+
+async def _messages_done(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 20
     while loop.time() < deadline:
@@ -65,9 +72,8 @@ async def _settled(settings: Settings) -> Engine:
                 "SELECT count(*) FROM timers WHERE kind IN ('schedule_start', 'schedule_report')"
             ).fetchone()
         if left is not None and left[0] == 0:
-            break
+            return
         await asyncio.sleep(0.1)
-    return engine
 
 
 def _starts(dsn: str) -> Counter[str]:
