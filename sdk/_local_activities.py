@@ -37,6 +37,19 @@ from cadenza.sdk._instance import LocalActivityCall, WorkflowInstance
 Invoker = Callable[[ActivityDefinition, list[Any], ActivityContext], Awaitable[Any]]
 
 
+def decode_activity_args(definition: ActivityDefinition, payload: msgspec.Raw) -> list[Any]:
+    """An activity's arguments, typed by its signature; input that does not fit fails the
+    attempt for good (retrying cannot fix it)."""
+    try:
+        return decode_args(payload, definition.arg_types)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ApplicationError(
+            f"arguments do not match activity {definition.name!r}: {exc}",
+            type="InvalidInput",
+            non_retryable=True,
+        ) from None
+
+
 def _ignore_heartbeat(details: Sequence[Any]) -> None:
     """Local activities do not heartbeat: there is no server-side attempt to keep alive."""
 
@@ -134,7 +147,7 @@ async def run_local_activity(
 
 
 class _AttemptTimedOut(Exception):
-    pass
+    """An attempt ran past its start-to-close timeout."""
 
 
 async def _attempt(
@@ -144,14 +157,7 @@ async def _attempt(
     ctx: ActivityContext,
     limit: float,
 ) -> msgspec.Raw:
-    try:
-        args = decode_args(call.input, definition.arg_types)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ApplicationError(
-            f"arguments do not match activity {definition.name!r}: {exc}",
-            type="InvalidInput",
-            non_retryable=True,
-        ) from None
+    args = decode_activity_args(definition, call.input)
     task = asyncio.ensure_future(invoke(definition, args, ctx))
     try:
         done, _ = await asyncio.wait({task}, timeout=limit)

@@ -53,10 +53,10 @@ from cadenza.history import (
     PayloadEncodingError,
     failure_from_exception,
 )
-from cadenza.sdk._converter import decode_args, encode_value
+from cadenza.sdk._converter import encode_value
 from cadenza.sdk._definitions import WorkflowDefinition
 from cadenza.sdk._instance import WorkflowCodeError, WorkflowInstance
-from cadenza.sdk._local_activities import run_local_activity
+from cadenza.sdk._local_activities import decode_activity_args, run_local_activity
 
 if TYPE_CHECKING:
     from cadenza.sdk._client import Client
@@ -69,7 +69,7 @@ class _DeadlockError(Exception):
 
 
 class _UnknownLocalActivityError(Exception):
-    pass
+    """A workflow asked for a local activity this worker does not have."""
 
 
 LOCAL_ACTIVITY_TASK_SHARE = 0.8
@@ -598,14 +598,7 @@ class Worker:
                     type="ActivityTypeNotRegistered",
                     non_retryable=True,
                 )
-            try:
-                args = decode_args(task_info.input, definition.arg_types)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                raise ApplicationError(
-                    f"arguments do not match activity {definition.name!r}: {exc}",
-                    type="InvalidInput",
-                    non_retryable=True,
-                ) from None
+            args = decode_activity_args(definition, task_info.input)
             result = await self._invoke(definition, args, ctx)
             try:
                 payload = encode_value(result, "result")
