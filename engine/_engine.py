@@ -38,6 +38,7 @@ from cadenza.engine._config import Settings
 from cadenza.engine._job_calendars import CALENDAR_NOTICE, CalendarSync
 from cadenza.engine._mutation import Mutation
 from cadenza.engine._notify import Notifier, wait_event
+from cadenza.engine._run_cache import WrittenRuns
 from cadenza.engine._schedules import ScheduleOps
 from cadenza.engine._shards import ShardController, shard_for
 from cadenza.engine._timeouts import TimeoutOps
@@ -161,6 +162,8 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         # current unless a compare-and-swap says otherwise) and task rows it handed out.
         self._executions: collections.OrderedDict[str, ExecutionRecord] = collections.OrderedDict()
         self._execution_cache_size = 10_000
+        # Histories and closed runs this process wrote (see _run_cache).
+        self.written = WrittenRuns()
         self._claimed: dict[str, TaskRecord] = {}
         self.inflight_tasks = 0
         self._inflight_ids: set[str] = set()
@@ -379,6 +382,7 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         """Drop cached rows of a shard we no longer own."""
         for run_id in [r for r, rec in self._executions.items() if rec.shard_id == shard_id]:
             del self._executions[run_id]
+        self.written.forget_shard(shard_id)
 
     @property
     def clustered(self) -> bool:
@@ -458,7 +462,15 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
             raise
         self._after_commit(mutation)
         for m in (mutation, *mutation.also):
-            self._remember(m.written_record())
+            record = m.written_record()
+            self.written.record(
+                m.shard_id,
+                m.run_id,
+                m.events,
+                created=m.create is not None,
+                closed_record=record if m.closed else None,
+            )
+            self._remember(record)
         return True
 
     def _wake_when_visible(self, key: tuple[str, str, str], visible_at_ms: int) -> None:
@@ -920,6 +932,13 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             waiter = self.notifier.waiter(("closed", run_id))
+            closed = self.written.closed(run_id)
+            if (
+                closed is not None
+                and closed[0].workflow_id == workflow_id
+                and closed[0].namespace == namespace
+            ):
+                return closed[0]
             record = await self.load_run(namespace, workflow_id, run_id)
             if not record.state.running:
                 return record
@@ -945,6 +964,9 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
 
     async def close_event(self, record: ExecutionRecord) -> HistoryEvent:
         """The event that closed a run."""
+        closed = self.written.closed(record.run_id)
+        if closed is not None and closed[1].event_id == record.state.close_event_id:
+            return closed[1]
         events = await self.store.read_events(
             record.shard_id,
             record.run_id,

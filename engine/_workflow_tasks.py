@@ -226,6 +226,9 @@ class WorkflowTaskOps:
             after = cached.worker_position
         if seen - after > _HISTORY_IN_TASK:
             return 0, []
+        written = self.written.history(task.run_id, after, seen)
+        if written is not None:
+            return after, written
         events = await self.store.read_events(
             task.shard_id, task.run_id, after, seen, _HISTORY_IN_TASK
         )

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import orjson
+import psycopg
 from sqlalchemy import (
     and_,
-    bindparam,
     delete,
     event,
     func,
@@ -39,8 +41,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.util import greenlet_spawn
 
 from cadenza.history import _tables as t
+from cadenza.history._driver import DriverConnection, DriverSql, Submitted, column_list
 from cadenza.history._errors import (
     ConditionFailedError,
     InvalidArgumentError,
@@ -59,38 +63,119 @@ from cadenza.history._records import (
 )
 from cadenza.history._state import decode_state, encode_state
 
-# Statements of the hot path, built once: building a statement and its cache key costs more
-# CPU than running it (about 0.14 ms of 0.38 ms for a one-row read on PostgreSQL).
-_EXEC = t.executions.c
-_EVENTS = t.events.c
-_TASKS = t.tasks.c
-_GET_EXECUTION = select(t.executions).where(
-    _EXEC.shard_id == bindparam("shard_id"), _EXEC.run_id == bindparam("run_id")
+# The hot path's statements, run on the driver connection (see ``_driver.py``). Each column
+# list is its table's column order, so positional rows map the same way as SQLAlchemy rows.
+_EXECUTION_COLUMNS = [c.name for c in t.executions.columns]
+_TASK_COLUMNS = [c.name for c in t.tasks.columns]
+_TIMER_COLUMNS = [c.name for c in t.timers.columns]
+_EVENT_COLUMNS = [c.name for c in t.events.columns]
+_E = _EXECUTION_COLUMNS.index
+_T = _TASK_COLUMNS.index
+
+
+def _insert_sql(table: str, columns: list[str]) -> DriverSql:
+    names, params = column_list(columns)
+    return DriverSql(f"INSERT INTO {table} ({names}) VALUES ({params})")
+
+
+_SQL_GET_EXECUTION = DriverSql(
+    f"SELECT {', '.join(_EXECUTION_COLUMNS)} FROM executions"
+    " WHERE shard_id = :shard_id AND run_id = :run_id"
 )
-_LATEST_RUN = (
-    select(t.executions)
-    .where(
-        _EXEC.shard_id == bindparam("shard_id"),
-        _EXEC.namespace == bindparam("namespace"),
-        _EXEC.workflow_id == bindparam("workflow_id"),
+_SQL_LATEST_RUN = DriverSql(
+    f"SELECT {', '.join(_EXECUTION_COLUMNS)} FROM executions"
+    " WHERE shard_id = :shard_id AND namespace = :namespace AND workflow_id = :workflow_id"
+    " ORDER BY (status = 'running') DESC, start_time_ms DESC LIMIT 1"
+)
+_SQL_READ_EVENTS = DriverSql(
+    "SELECT data, hash FROM events"
+    " WHERE shard_id = :shard_id AND run_id = :run_id AND event_id > :after"
+    " AND event_id <= :up_to ORDER BY event_id LIMIT :limit"
+)
+_SQL_GET_TASK = DriverSql(
+    f"SELECT {', '.join(_TASK_COLUMNS)} FROM tasks WHERE shard_id = :shard_id AND task_id = :task_id"
+)
+# FOR KEY SHARE: a takeover (SELECT … FOR UPDATE, then range_id + 1) waits for this write or
+# invalidates it, while lease renewals (non-key updates) run freely. SQLite has one writer.
+_SQL_FENCES = DriverSql(
+    "SELECT shard_id, range_id FROM shards"
+    " WHERE shard_id IN (SELECT value FROM json_each(:shard_ids))",
+    postgresql="SELECT shard_id, range_id FROM shards WHERE shard_id = ANY(:shard_ids)"
+    " FOR KEY SHARE",
+)
+_SQL_INSERT_EXECUTION = _insert_sql("executions", _EXECUTION_COLUMNS)
+_EXECUTION_CAS = (
+    "status = :status, close_time_ms = :close_time_ms, next_event_id = :next_event_id,"
+    " last_hash = :last_hash, state = :state"
+)
+_EXECUTION_WHERE = " WHERE shard_id = :shard_id AND run_id = :run_id AND next_event_id = :expected"
+_SQL_UPDATE_EXECUTION = DriverSql(f"UPDATE executions SET {_EXECUTION_CAS}{_EXECUTION_WHERE}")
+_SQL_UPDATE_EXECUTION_STICKY = DriverSql(
+    f"UPDATE executions SET {_EXECUTION_CAS}, sticky_worker = :sticky_worker{_EXECUTION_WHERE}"
+)
+_SQL_INSERT_EVENT = _insert_sql("events", _EVENT_COLUMNS)
+_SQL_INSERT_TASK = _insert_sql("tasks", _TASK_COLUMNS)
+_SQL_INSERT_TIMER = _insert_sql("timers", _TIMER_COLUMNS)
+_SQL_PURGE_TASKS = DriverSql("DELETE FROM tasks WHERE shard_id = :shard_id AND run_id = :run_id")
+_SQL_PURGE_TIMERS = DriverSql("DELETE FROM timers WHERE shard_id = :shard_id AND run_id = :run_id")
+_SQL_DELETE_TASK = DriverSql("DELETE FROM tasks WHERE shard_id = :shard_id AND task_id = :key")
+_SQL_DELETE_TIMER = DriverSql("DELETE FROM timers WHERE shard_id = :shard_id AND timer_key = :key")
+_SQL_NOTIFY = DriverSql("SELECT pg_notify('cadenza', :payload)")
+
+
+def _claim_sql(workflow: bool, by_namespace: bool, by_shards: bool) -> DriverSql:
+    """The claiming UPDATE for one shape of claim: the oldest visible, unleased tasks of a
+    queue (not held for another worker's sticky cache), leased in one statement."""
+    filters = ["kind = :claim_kind", "task_queue = :claim_queue"]
+    if by_namespace:
+        filters.append("namespace = :claim_namespace")
+    sqlite_filters = list(filters)
+    if by_shards:
+        filters.append("shard_id = ANY(:claim_shards)")
+        sqlite_filters.append("shard_id IN (SELECT value FROM json_each(:claim_shards))")
+    seen = (
+        ", seen_up_to = (SELECT e.next_event_id - 1 FROM executions e"
+        " WHERE e.shard_id = tasks.shard_id AND e.run_id = tasks.run_id)"
+        if workflow
+        else ""
     )
-    .order_by((_EXEC.status == "running").desc(), _EXEC.start_time_ms.desc())
-    .limit(1)
-)
-_READ_EVENTS = (
-    select(_EVENTS.data, _EVENTS.hash)
-    .where(
-        _EVENTS.shard_id == bindparam("shard_id"),
-        _EVENTS.run_id == bindparam("run_id"),
-        _EVENTS.event_id > bindparam("after"),
-        _EVENTS.event_id <= bindparam("up_to"),
+
+    def text(where: list[str], lock: str) -> str:
+        return (
+            "UPDATE tasks SET lease_owner = :claim_owner, lease_until_ms = :claim_until,"
+            f" started_at_ms = :claim_now{seen}"
+            " WHERE (shard_id, task_id) IN (SELECT shard_id, task_id FROM tasks"
+            f" WHERE {' AND '.join(where)} AND lease_owner IS NULL"
+            " AND visible_at_ms <= :claim_now AND (sticky_worker IS NULL"
+            " OR sticky_worker = :claim_owner OR sticky_until_ms <= :claim_now)"
+            f" ORDER BY visible_at_ms LIMIT :claim_limit{lock})"
+            f" RETURNING {', '.join(_TASK_COLUMNS)}"
+        )
+
+    return DriverSql(text(sqlite_filters, ""), postgresql=text(filters, " FOR UPDATE SKIP LOCKED"))
+
+
+@functools.lru_cache(maxsize=64)
+def _task_update_sql(columns: tuple[str, ...]) -> DriverSql:
+    unknown = set(columns) - set(_TASK_COLUMNS)
+    if unknown:
+        raise InvalidArgumentError("tasks_update", f"unknown task columns {sorted(unknown)}")
+    assignments = ", ".join(f"{c} = :{c}" for c in columns)
+    return DriverSql(
+        f"UPDATE tasks SET {assignments} WHERE shard_id = :shard_id AND task_id = :task_id"
     )
-    .order_by(_EVENTS.event_id)
-    .limit(bindparam("limit"))
-)
-_GET_TASK = select(t.tasks).where(
-    _TASKS.shard_id == bindparam("shard_id"), _TASKS.task_id == bindparam("task_id")
-)
+
+
+def _visible_order(task: TaskRecord) -> int:
+    return task.visible_at_ms or 0
+
+
+_CLAIM_SQL = {
+    (w, n, s): _claim_sql(w, n, s)
+    for w in (False, True)
+    for n in (False, True)
+    for s in (False, True)
+}
 _NO_LIMIT = 2**31 - 1  # event ids are 32-bit integers
 
 log = logging.getLogger("cadenza.history.store")
@@ -206,15 +291,25 @@ def _translated() -> Iterator[None]:
     except IntegrityError as exc:
         raise ConditionFailedError(f"constraint violated: {exc.orig}") from exc
     except DBAPIError as exc:
-        # Deadlock and serialization failures: the transaction wrote nothing; the caller
-        # re-reads and tries again, exactly as after a lost compare-and-swap.
-        if getattr(exc.orig, "sqlstate", None) in ("40P01", "40001"):
-            raise ConditionFailedError(f"transaction aborted, retry: {exc.orig}") from exc
-        if isinstance(exc, OperationalError):
-            raise StoreUnavailableError(f"database unavailable: {exc.orig}") from exc
-        raise StoreError(f"database error: {exc.orig}") from exc
+        raise _driver_error(exc.orig, isinstance(exc, OperationalError)) from exc
+    except (psycopg.Error, sqlite3.Error) as exc:
+        # Raised by the statements run on the driver connection (``_driver.py``).
+        if isinstance(exc, psycopg.IntegrityError | sqlite3.IntegrityError):
+            raise ConditionFailedError(f"constraint violated: {exc}") from exc
+        operational = isinstance(exc, psycopg.OperationalError | sqlite3.OperationalError)
+        raise _driver_error(exc, operational) from exc
     except (TimeoutError, OSError) as exc:
         raise StoreUnavailableError(f"database unreachable: {exc}") from exc
+
+
+def _driver_error(exc: BaseException, operational: bool) -> StoreError:
+    # Deadlock and serialization failures: the transaction wrote nothing; the caller re-reads
+    # and tries again, exactly as after a lost compare-and-swap.
+    if getattr(exc, "sqlstate", None) in ("40P01", "40001"):
+        return ConditionFailedError(f"transaction aborted, retry: {exc}")
+    if operational:
+        return StoreUnavailableError(f"database unavailable: {exc}")
+    return StoreError(f"database error: {exc}")
 
 
 def _dumps(value: Any) -> str:
@@ -355,6 +450,60 @@ class SqlStore:
                     else:
                         await conn.execution_options(isolation_level="AUTOCOMMIT")
                     yield conn
+
+    @contextlib.asynccontextmanager
+    async def _hot(self, write: bool) -> AsyncIterator[DriverConnection]:
+        """A pooled connection's driver for the hot path, without a SQLAlchemy ``Connection``
+        (its checkout, events and transaction objects cost more than the statements).
+
+        ``write``: one transaction (``BEGIN IMMEDIATE`` on SQLite, behind the write lock),
+        committed when the block ends and rolled back if it raises. Otherwise every statement
+        is its own (autocommit) transaction.
+        """
+        with self._using(), _translated():
+            sqlite = self.dialect == "sqlite"
+            lock = self._write_lock if sqlite and (write or self._shared_connection) else None
+            if lock is not None:
+                await lock.acquire()
+            try:
+                fairy = await self._engine.raw_connection()
+                driver = fairy.driver_connection
+                healthy = False
+                try:
+                    if sqlite:
+                        if write:
+                            await driver.execute("BEGIN IMMEDIATE")
+                    elif not write:
+                        await driver.set_autocommit(True)
+                    try:
+                        yield DriverConnection(self.dialect, driver)
+                    except BaseException:
+                        # If the rollback fails too, the connection is invalidated below and
+                        # the first error is the one reported.
+                        try:
+                            if not sqlite:
+                                await driver.rollback()
+                                if not write:
+                                    await driver.set_autocommit(False)
+                            elif driver.in_transaction:
+                                await driver.execute("ROLLBACK")
+                        except Exception:
+                            log.debug("rollback failed; the connection is discarded", exc_info=True)
+                        else:
+                            healthy = True
+                        raise
+                    if write:
+                        await (driver.execute("COMMIT") if sqlite else driver.commit())
+                    if not sqlite and not write:
+                        await driver.set_autocommit(False)
+                    healthy = True
+                finally:
+                    # A connection left in an unknown state (an error in rollback, a cancel in
+                    # the middle of a statement) is closed rather than pooled.
+                    await greenlet_spawn(fairy.close if healthy else fairy.invalidate)
+            finally:
+                if lock is not None:
+                    lock.release()
 
     # ------------------------------------------------------------------ schema
 
@@ -519,40 +668,42 @@ class SqlStore:
     # ------------------------------------------------------------------ executions
 
     @staticmethod
-    def _execution(row: Any) -> ExecutionRecord:
-        m = row._mapping
+    def _execution(row: Sequence[Any]) -> ExecutionRecord:
         return ExecutionRecord(
-            shard_id=m["shard_id"],
-            run_id=m["run_id"],
-            namespace=m["namespace"],
-            workflow_id=m["workflow_id"],
-            workflow_type=m["workflow_type"],
-            task_queue=m["task_queue"],
-            status=m["status"],
-            start_time_ms=m["start_time_ms"],
-            close_time_ms=m["close_time_ms"],
-            next_event_id=m["next_event_id"],
-            last_hash=m["last_hash"],
-            state=decode_state(m["state"]),
-            sticky_worker=m["sticky_worker"],
+            shard_id=row[_E("shard_id")],
+            run_id=row[_E("run_id")],
+            namespace=row[_E("namespace")],
+            workflow_id=row[_E("workflow_id")],
+            workflow_type=row[_E("workflow_type")],
+            task_queue=row[_E("task_queue")],
+            status=row[_E("status")],
+            start_time_ms=row[_E("start_time_ms")],
+            close_time_ms=row[_E("close_time_ms")],
+            next_event_id=row[_E("next_event_id")],
+            last_hash=row[_E("last_hash")],
+            state=decode_state(row[_E("state")]),
+            sticky_worker=row[_E("sticky_worker")],
         )
+
+    async def _driver(self, conn: AsyncConnection | None) -> DriverConnection:
+        if conn is None:
+            raise StoreError("no connection")  # a programming error: callers pass one of the two
+        return await DriverConnection.of(conn, self.dialect)
 
     async def get_execution(self, shard_id: int, run_id: str) -> ExecutionRecord | None:
         """One execution by run id, or None."""
-        async with self._read() as conn:
-            row = (
-                await conn.execute(_GET_EXECUTION, {"shard_id": shard_id, "run_id": run_id})
-            ).first()
-        return self._execution(row) if row else None
+        async with self._hot(write=False) as driver:
+            rows = await driver.fetch(_SQL_GET_EXECUTION, {"shard_id": shard_id, "run_id": run_id})
+        return self._execution(rows[0]) if rows else None
 
     async def latest_run(
         self, shard_id: int, namespace: str, workflow_id: str
     ) -> ExecutionRecord | None:
         """The running execution of a workflow id, else its most recently started one."""
         params = {"shard_id": shard_id, "namespace": namespace, "workflow_id": workflow_id}
-        async with self._read() as conn:
-            row = (await conn.execute(_LATEST_RUN, params)).first()
-        return self._execution(row) if row else None
+        async with self._hot(write=False) as driver:
+            rows = await driver.fetch(_SQL_LATEST_RUN, params)
+        return self._execution(rows[0]) if rows else None
 
     async def write(self, change: ExecutionWrite) -> None:
         """Append events and their outbox atomically, with CAS and the fencing check.
@@ -570,45 +721,73 @@ class SqlStore:
     async def _write_batch(self, changes: Sequence[ExecutionWrite]) -> None:
         # One order for every transaction's row locks, so concurrent batches cannot deadlock.
         changes = sorted(changes, key=lambda c: (c.shard_id, c.run_id))
-        async with self._write_txn() as conn:
+        async with self._hot(write=True) as driver:
             fences: dict[int, int] = {}
             for change in changes:
                 if fences.setdefault(change.shard_id, change.range_id) != change.range_id:
                     raise ShardOwnershipLostError(change.shard_id, change.range_id)
-            await self._check_fences_txn(conn, fences)
-            notices: list[str] = []
-            for change in changes:
-                await self._write_execution_txn(conn, change)
-                for other in change.also:
-                    await self._write_execution_txn(conn, other)
-                notices.extend(n for w in (change, *change.also) for n in w.notify)
-            if notices:
-                await self._notify_txn(conn, notices)
+            # Every statement of the batch goes in one round trip; the fencing token and each
+            # compare-and-swap are checked when the results are in, before the commit.
+            cas: list[tuple[Submitted, ExecutionWrite]] = []
+            async with driver.pipeline():
+                fenced = await driver.submit(_SQL_FENCES, self._fence_params(fences), query=True)
+                notices: list[str] = []
+                for change in changes:
+                    await self._write_execution_txn(None, change, driver, cas)
+                    for other in change.also:
+                        await self._write_execution_txn(None, other, driver, cas)
+                    notices.extend(n for w in (change, *change.also) for n in w.notify)
+                if notices:
+                    await self._notify_txn(None, notices, driver)
+            self._check_fences(fences, await fenced.rows())
+            for submitted, change in cas:
+                self._check_cas(submitted, change)
 
-    async def _check_fences_txn(self, conn: AsyncConnection, fences: dict[int, int]) -> None:
-        s = t.shards.c
-        query = select(s.shard_id, s.range_id).where(s.shard_id.in_(list(fences)))
-        if self.dialect == "postgresql":
-            # FOR KEY SHARE: a takeover (SELECT … FOR UPDATE, then range_id + 1) waits for this
-            # write or invalidates it, while lease renewals (non-key updates) run freely.
-            query = query.with_for_update(read=True, key_share=True)
-        current = {int(a): int(b) for a, b in await conn.execute(query)}
+    async def _check_fences_txn(
+        self,
+        conn: AsyncConnection | None,
+        fences: dict[int, int],
+        driver: DriverConnection | None = None,
+    ) -> None:
+        driver = driver or await self._driver(conn)
+        self._check_fences(fences, await driver.fetch(_SQL_FENCES, self._fence_params(fences)))
+
+    def _fence_params(self, fences: dict[int, int]) -> dict[str, Any]:
+        ids = list(fences)
+        return {"shard_ids": ids if self.dialect == "postgresql" else orjson.dumps(ids).decode()}
+
+    @staticmethod
+    def _check_fences(fences: dict[int, int], rows: list[tuple[Any, ...]]) -> None:
+        current = {int(a): int(b) for a, b in rows}
         for shard_id, range_id in fences.items():
             if current.get(shard_id) != range_id:
                 raise ShardOwnershipLostError(shard_id, range_id)
 
-    async def _notify_txn(self, conn: AsyncConnection, notices: list[str]) -> None:
+    @staticmethod
+    def _check_cas(submitted: Submitted, change: ExecutionWrite) -> None:
+        if submitted.rowcount != 1:
+            raise ConditionFailedError(
+                f"run {change.run_id}: next_event_id moved past {change.expected_next_event_id}"
+            )
+
+    async def _notify_txn(
+        self,
+        conn: AsyncConnection | None,
+        notices: list[str],
+        driver: DriverConnection | None = None,
+    ) -> None:
         """PostgreSQL NOTIFY, delivered to the other servers when the transaction commits."""
         if self.dialect != "postgresql":
             return
+        driver = driver or await self._driver(conn)
         payload = ""
         for notice in notices:
             if len(payload) + len(notice) > 7000:
-                await conn.execute(text("SELECT pg_notify('cadenza', :p)"), {"p": payload})
+                await driver.submit(_SQL_NOTIFY, {"payload": payload}, query=True)
                 payload = ""
             payload = f"{payload}\n{notice}" if payload else notice
         if payload:
-            await conn.execute(text("SELECT pg_notify('cadenza', :p)"), {"p": payload})
+            await driver.submit(_SQL_NOTIFY, {"payload": payload}, query=True)
 
     async def publish(self, notices: Sequence[str]) -> None:
         """Send cluster notices (PostgreSQL NOTIFY) outside any write; nothing on SQLite."""
@@ -657,100 +836,95 @@ class SqlStore:
                         await closing
                         raise
 
-    async def _write_execution_txn(self, conn: AsyncConnection, change: ExecutionWrite) -> None:
-        e = t.executions.c
+    async def _write_execution_txn(
+        self,
+        conn: AsyncConnection | None,
+        change: ExecutionWrite,
+        driver: DriverConnection | None = None,
+        cas: list[tuple[Submitted, ExecutionWrite]] | None = None,
+    ) -> None:
+        """Write one execution's row, events and outbox. The compare-and-swap's outcome is
+        appended to ``cas`` for the caller to check (inside a pipeline), else checked here."""
+        driver = driver or await self._driver(conn)
         state = change.state
+        shard_id, run_id = change.shard_id, change.run_id
         values: dict[str, Any] = {
+            "shard_id": shard_id,
+            "run_id": run_id,
             "status": state.status,
             "close_time_ms": int(state.close_time.timestamp() * 1000) if state.close_time else None,
             "next_event_id": state.next_event_id,
             "last_hash": change.last_hash,
             "state": encode_state(state).decode(),
+            "sticky_worker": change.sticky_worker,
         }
-        if change.set_sticky:
-            values["sticky_worker"] = change.sticky_worker
         if change.create is not None:
-            await conn.execute(
-                insert(t.executions).values(
-                    shard_id=change.shard_id,
-                    run_id=change.run_id,
-                    namespace=change.namespace,
-                    workflow_id=change.workflow_id,
-                    workflow_type=change.create.workflow_type,
-                    task_queue=change.create.task_queue,
-                    start_time_ms=change.create.start_time_ms,
-                    **values,
-                )
+            values.update(
+                namespace=change.namespace,
+                workflow_id=change.workflow_id,
+                workflow_type=change.create.workflow_type,
+                task_queue=change.create.task_queue,
+                start_time_ms=change.create.start_time_ms,
             )
+            if not change.set_sticky:
+                values["sticky_worker"] = None
+            await driver.submit(_SQL_INSERT_EXECUTION, values)
         else:
-            result = await conn.execute(
-                update(t.executions)
-                .where(
-                    e.shard_id == change.shard_id,
-                    e.run_id == change.run_id,
-                    e.next_event_id == change.expected_next_event_id,
-                )
-                .values(**values)
-            )
-            if result.rowcount != 1:
-                raise ConditionFailedError(
-                    f"run {change.run_id}: next_event_id moved past {change.expected_next_event_id}"
-                )
+            values["expected"] = change.expected_next_event_id
+            statement = _SQL_UPDATE_EXECUTION_STICKY if change.set_sticky else _SQL_UPDATE_EXECUTION
+            submitted = await driver.submit(statement, values)
+            if cas is None:
+                self._check_cas(submitted, change)
+            else:
+                cas.append((submitted, change))
         if change.events:
-            await conn.execute(
-                insert(t.events),
+            writer = change.writer or None
+            await driver.execute_many(
+                _SQL_INSERT_EVENT,
                 [
                     {
-                        "shard_id": change.shard_id,
-                        "run_id": change.run_id,
+                        "shard_id": shard_id,
+                        "run_id": run_id,
                         "event_id": ev.event_id,
                         "event_type": ev.event_type,
                         "event_time_ms": int(ev.event_time.timestamp() * 1000),
                         "data": data.decode(),
                         "hash": ev.hash,
-                        "writer": change.writer or None,
+                        "writer": writer,
                         "range_id": change.range_id,
                     }
                     for ev, data in zip(change.events, change.event_data, strict=True)
                 ],
             )
-        tk = t.tasks.c
-        tm = t.timers.c
         if change.purge_outbox:
             # The execution closed: nothing of its outbox may fire or be dispatched any more.
-            await conn.execute(
-                delete(t.tasks).where(tk.shard_id == change.shard_id, tk.run_id == change.run_id)
-            )
-            await conn.execute(
-                delete(t.timers).where(tm.shard_id == change.shard_id, tm.run_id == change.run_id)
-            )
-        # A purge removed every task and timer of the run: deleting some of them by key again
-        # would be a wasted statement (on every close).
-        if change.tasks_delete and not change.purge_outbox:
-            await conn.execute(
-                delete(t.tasks).where(
-                    tk.shard_id == change.shard_id, tk.task_id.in_(sorted(change.tasks_delete))
-                )
+            # (It also removes every task and timer the write would delete by key.)
+            key = {"shard_id": shard_id, "run_id": run_id}
+            await driver.submit(_SQL_PURGE_TASKS, key)
+            await driver.submit(_SQL_PURGE_TIMERS, key)
+        elif change.tasks_delete:
+            await driver.execute_many(
+                _SQL_DELETE_TASK,
+                [{"shard_id": shard_id, "key": key} for key in sorted(change.tasks_delete)],
             )
         for task_change in change.tasks_update:
-            await conn.execute(
-                update(t.tasks)
-                .where(tk.shard_id == change.shard_id, tk.task_id == task_change.task_id)
-                .values(**self._task_values(task_change.values))
+            values = self._task_values(task_change.values)
+            await driver.submit(
+                _task_update_sql(tuple(sorted(values))),
+                {**values, "shard_id": shard_id, "task_id": task_change.task_id},
             )
         if change.tasks_insert:
-            await conn.execute(
-                insert(t.tasks), [self._task_row(task) for task in change.tasks_insert]
+            await driver.execute_many(
+                _SQL_INSERT_TASK, [self._task_row(task) for task in change.tasks_insert]
             )
         if change.timers_delete and not change.purge_outbox:
-            await conn.execute(
-                delete(t.timers).where(
-                    tm.shard_id == change.shard_id, tm.timer_key.in_(change.timers_delete)
-                )
+            await driver.execute_many(
+                _SQL_DELETE_TIMER,
+                [{"shard_id": shard_id, "key": key} for key in sorted(change.timers_delete)],
             )
         if change.timers_insert:
-            await conn.execute(
-                insert(t.timers), [self._timer_row(timer) for timer in change.timers_insert]
+            await driver.execute_many(
+                _SQL_INSERT_TIMER, [self._timer_row(timer) for timer in change.timers_insert]
             )
 
     @staticmethod
@@ -793,31 +967,30 @@ class SqlStore:
         }
 
     @staticmethod
-    def _task(row: Any) -> TaskRecord:
-        m = row._mapping
-        details = m["heartbeat_details"]
+    def _task(row: Sequence[Any]) -> TaskRecord:
+        details = row[_T("heartbeat_details")]
         return TaskRecord(
-            shard_id=m["shard_id"],
-            task_id=m["task_id"],
-            kind=m["kind"],
-            task_queue=m["task_queue"],
-            namespace=m["namespace"],
-            workflow_id=m["workflow_id"],
-            run_id=m["run_id"],
-            ref_event_id=m["ref_event_id"],
-            attempt=m["attempt"],
-            payload=orjson.loads(m["payload"]),
-            created_ms=m["created_ms"],
-            visible_at_ms=m["visible_at_ms"],
-            lease_owner=m["lease_owner"],
-            lease_until_ms=m["lease_until_ms"],
-            started_at_ms=m["started_at_ms"],
-            seen_up_to=m["seen_up_to"],
-            sticky_worker=m["sticky_worker"],
-            sticky_until_ms=m["sticky_until_ms"],
-            heartbeat_at_ms=m["heartbeat_at_ms"],
+            shard_id=row[_T("shard_id")],
+            task_id=row[_T("task_id")],
+            kind=row[_T("kind")],
+            task_queue=row[_T("task_queue")],
+            namespace=row[_T("namespace")],
+            workflow_id=row[_T("workflow_id")],
+            run_id=row[_T("run_id")],
+            ref_event_id=row[_T("ref_event_id")],
+            attempt=row[_T("attempt")],
+            payload=orjson.loads(row[_T("payload")]),
+            created_ms=row[_T("created_ms")],
+            visible_at_ms=row[_T("visible_at_ms")],
+            lease_owner=row[_T("lease_owner")],
+            lease_until_ms=row[_T("lease_until_ms")],
+            started_at_ms=row[_T("started_at_ms")],
+            seen_up_to=row[_T("seen_up_to")],
+            sticky_worker=row[_T("sticky_worker")],
+            sticky_until_ms=row[_T("sticky_until_ms")],
+            heartbeat_at_ms=row[_T("heartbeat_at_ms")],
             heartbeat_details=orjson.loads(details) if details is not None else None,
-            cancel_requested=bool(m["cancel_requested"]),
+            cancel_requested=bool(row[_T("cancel_requested")]),
         )
 
     @staticmethod
@@ -852,9 +1025,9 @@ class SqlStore:
             "up_to": _NO_LIMIT if up_to is None else up_to,
             "limit": limit,
         }
-        async with self._read() as conn:
-            rows = await conn.execute(_READ_EVENTS, params)
-            return [decode_event(data, hash_hex) for data, hash_hex in rows]
+        async with self._hot(write=False) as driver:
+            rows = await driver.fetch(_SQL_READ_EVENTS, params)
+        return [decode_event(data, hash_hex) for data, hash_hex in rows]
 
     async def read_raw_events(
         self, shard_id: int, run_id: str, after: int = 0, limit: int = 1000
@@ -894,9 +1067,7 @@ class SqlStore:
         """
         if shard_ids is not None and not shard_ids:
             return []
-        statement = self._claim_statement(
-            kind == "workflow", namespace is not None, shard_ids is not None
-        )
+        statement = _CLAIM_SQL[kind == "workflow", namespace is not None, shard_ids is not None]
         params: dict[str, Any] = {
             "claim_kind": kind,
             "claim_queue": task_queue,
@@ -907,78 +1078,31 @@ class SqlStore:
             "claim_limit": limit,
         }
         if shard_ids is not None:
-            params["claim_shards"] = list(shard_ids)
-        async with self._write_txn() as conn:
-            rows = await conn.execute(statement, params)
-            claimed = [self._task(row) for row in rows]
+            ids = list(shard_ids)
+            params["claim_shards"] = (
+                ids if self.dialect == "postgresql" else orjson.dumps(ids).decode()
+            )
+        async with self._hot(write=True) as driver:
+            rows = await driver.fetch(statement, params)
+            # Oldest first, as the subquery chose them (RETURNING keeps no order).
+            claimed = sorted((self._task(row) for row in rows), key=_visible_order)
             if timers_for is not None:
                 timers = [timer for task in claimed for timer in timers_for(task)]
                 if timers:
-                    await conn.execute(insert(t.timers), [self._timer_row(x) for x in timers])
+                    await driver.execute_many(
+                        _SQL_INSERT_TIMER, [self._timer_row(x) for x in timers]
+                    )
                     if notify_for is not None:
                         notices = notify_for(timers)
                         if notices:
-                            await self._notify_txn(conn, notices)
+                            await self._notify_txn(None, notices, driver)
             return claimed
 
     async def get_task(self, shard_id: int, task_id: str) -> TaskRecord | None:
         """One task row, or None."""
-        async with self._read() as conn:
-            row = (
-                await conn.execute(_GET_TASK, {"shard_id": shard_id, "task_id": task_id})
-            ).first()
-        return self._task(row) if row else None
-
-    def _claim_statement(self, workflow: bool, by_namespace: bool, by_shards: bool) -> Any:
-        """The claiming UPDATE for one shape of claim, built once per store (bound values)."""
-        key = (workflow, by_namespace, by_shards)
-        cache: dict[tuple[bool, bool, bool], Any] = self.__dict__.setdefault("_claims", {})
-        found = cache.get(key)
-        if found is not None:
-            return found
-        tk = _TASKS
-        filters = [tk.kind == bindparam("claim_kind"), tk.task_queue == bindparam("claim_queue")]
-        if by_namespace:
-            filters.append(tk.namespace == bindparam("claim_namespace"))
-        if by_shards:
-            filters.append(tk.shard_id.in_(bindparam("claim_shards", expanding=True)))
-        now = bindparam("claim_now")
-        candidates = (
-            select(tk.shard_id, tk.task_id)
-            .where(
-                *filters,
-                tk.lease_owner.is_(None),
-                tk.visible_at_ms <= now,
-                or_(
-                    tk.sticky_worker.is_(None),
-                    tk.sticky_worker == bindparam("claim_owner"),
-                    tk.sticky_until_ms <= now,
-                ),
-            )
-            .order_by(tk.visible_at_ms)
-            .limit(bindparam("claim_limit"))
-        )
-        if self.dialect == "postgresql":
-            candidates = candidates.with_for_update(skip_locked=True)
-        values: dict[str, Any] = {
-            "lease_owner": bindparam("claim_owner"),
-            "lease_until_ms": bindparam("claim_until"),
-            "started_at_ms": now,
-        }
-        if workflow:
-            values["seen_up_to"] = (
-                select(_EXEC.next_event_id - 1)
-                .where(_EXEC.shard_id == tk.shard_id, _EXEC.run_id == tk.run_id)
-                .scalar_subquery()
-            )
-        statement = (
-            update(t.tasks)
-            .where(tuple_(tk.shard_id, tk.task_id).in_(candidates))
-            .values(**values)
-            .returning(t.tasks)
-        )
-        cache[key] = statement
-        return statement
+        async with self._hot(write=False) as driver:
+            rows = await driver.fetch(_SQL_GET_TASK, {"shard_id": shard_id, "task_id": task_id})
+        return self._task(rows[0]) if rows else None
 
     async def record_heartbeat(
         self, shard_id: int, task_id: str, attempt: int, details: Any, now: int
