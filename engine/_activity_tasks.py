@@ -136,6 +136,9 @@ class ActivityTaskOps:
             finally:
                 if not ticket.done():
                     self.notifier.release(key, ticket)
+        # The engine is stopping: answer "no task" at the poll's end (at most a second
+        # away), not at once, so a worker that outlives its engine does not spin.
+        await asyncio.sleep(max(0.0, min(deadline - loop.time(), 1.0)))
         return None
 
     async def _current_activity(self: Engine, token: TaskToken) -> TaskRecord | None:

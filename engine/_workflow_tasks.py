@@ -209,6 +209,9 @@ class WorkflowTaskOps:
             finally:
                 if not ticket.done():
                     self.notifier.release(key, ticket)
+        # The engine is stopping: answer "no task" at the poll's end (at most a second
+        # away), not at once, so a worker that outlives its engine does not spin.
+        await asyncio.sleep(max(0.0, min(deadline - loop.time(), 1.0)))
         return None
 
     async def _history_for(self: Engine, task: TaskRecord, worker_id: str) -> tuple[int, list[Any]]:

@@ -131,6 +131,17 @@ class DriverConnection:
         else:
             await self._driver.executemany(sql.sqlite, rows)
 
+    async def execute_many_count(self, sql: DriverSql, rows: Sequence[Mapping[str, Any]]) -> int:
+        """:meth:`execute_many`, returning the rows changed in all (not inside a pipeline)."""
+        if not rows:
+            return 0
+        if self._postgresql:
+            cursor = self._driver.cursor()
+            await cursor.executemany(sql.postgresql, rows)
+            return int(cursor.rowcount)
+        cursor = await self._driver.executemany(sql.sqlite, rows)
+        return int(cursor.rowcount)
+
     async def fetch(self, sql: DriverSql, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run a query (or a statement with RETURNING); returns its rows as tuples."""
         if self._postgresql:

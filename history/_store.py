@@ -38,13 +38,14 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.util import greenlet_spawn
 
 from cadenza.history import _tables as t
-from cadenza.history._driver import DriverConnection, DriverSql, Submitted, column_list
+from cadenza.history._batch_write import INSERT_TIMER, BatchRows, distinct_runs
+from cadenza.history._driver import DriverConnection, DriverSql
 from cadenza.history._errors import (
     ConditionFailedError,
     InvalidArgumentError,
@@ -58,24 +59,18 @@ from cadenza.history._records import (
     ExecutionRecord,
     ExecutionSummary,
     ExecutionWrite,
+    TaskChange,
     TaskRecord,
     TimerRecord,
 )
-from cadenza.history._state import decode_state, encode_state
+from cadenza.history._state import decode_state
 
 # The hot path's statements, run on the driver connection (see ``_driver.py``). Each column
 # list is its table's column order, so positional rows map the same way as SQLAlchemy rows.
 _EXECUTION_COLUMNS = [c.name for c in t.executions.columns]
 _TASK_COLUMNS = [c.name for c in t.tasks.columns]
-_TIMER_COLUMNS = [c.name for c in t.timers.columns]
-_EVENT_COLUMNS = [c.name for c in t.events.columns]
 _E = _EXECUTION_COLUMNS.index
 _T = _TASK_COLUMNS.index
-
-
-def _insert_sql(table: str, columns: list[str]) -> DriverSql:
-    names, params = column_list(columns)
-    return DriverSql(f"INSERT INTO {table} ({names}) VALUES ({params})")
 
 
 _SQL_GET_EXECUTION = DriverSql(
@@ -103,23 +98,10 @@ _SQL_FENCES = DriverSql(
     postgresql="SELECT shard_id, range_id FROM shards WHERE shard_id = ANY(:shard_ids)"
     " FOR KEY SHARE",
 )
-_SQL_INSERT_EXECUTION = _insert_sql("executions", _EXECUTION_COLUMNS)
-_EXECUTION_CAS = (
-    "status = :status, close_time_ms = :close_time_ms, next_event_id = :next_event_id,"
-    " last_hash = :last_hash, state = :state"
+_SQL_REGISTERED_TYPES = DriverSql(
+    "SELECT type_name FROM worker_registrations"
+    " WHERE namespace = :namespace AND task_queue = :task_queue AND kind = :kind"
 )
-_EXECUTION_WHERE = " WHERE shard_id = :shard_id AND run_id = :run_id AND next_event_id = :expected"
-_SQL_UPDATE_EXECUTION = DriverSql(f"UPDATE executions SET {_EXECUTION_CAS}{_EXECUTION_WHERE}")
-_SQL_UPDATE_EXECUTION_STICKY = DriverSql(
-    f"UPDATE executions SET {_EXECUTION_CAS}, sticky_worker = :sticky_worker{_EXECUTION_WHERE}"
-)
-_SQL_INSERT_EVENT = _insert_sql("events", _EVENT_COLUMNS)
-_SQL_INSERT_TASK = _insert_sql("tasks", _TASK_COLUMNS)
-_SQL_INSERT_TIMER = _insert_sql("timers", _TIMER_COLUMNS)
-_SQL_PURGE_TASKS = DriverSql("DELETE FROM tasks WHERE shard_id = :shard_id AND run_id = :run_id")
-_SQL_PURGE_TIMERS = DriverSql("DELETE FROM timers WHERE shard_id = :shard_id AND run_id = :run_id")
-_SQL_DELETE_TASK = DriverSql("DELETE FROM tasks WHERE shard_id = :shard_id AND task_id = :key")
-_SQL_DELETE_TIMER = DriverSql("DELETE FROM timers WHERE shard_id = :shard_id AND timer_key = :key")
 _SQL_NOTIFY = DriverSql("SELECT pg_notify('cadenza', :payload)")
 
 
@@ -182,6 +164,7 @@ log = logging.getLogger("cadenza.history.store")
 
 _CLUSTER_CREATE_LOCK_ID = 0x43414446  # "CADF"; migrations use "CADE"
 _CLOSE_DRAIN_S = 5.0
+_PING_AFTER_IDLE_S = 1.0
 
 
 def now_ms() -> int:
@@ -337,6 +320,8 @@ class SqlStore:
         self.url = normalize_url(url)
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         self._write_lock = asyncio.Lock()
+        # When a connection was last found dead: connections used before then are pinged.
+        self._ping_before: float | None = None
         self._shared_connection = False
         self._closed = False
         self._in_use = 0
@@ -359,9 +344,6 @@ class SqlStore:
                 self.url,
                 pool_size=pool_size,
                 max_overflow=pool_size // 2,
-                # A pooled connection the server ended (restart, failover, a peer that took
-                # our shards while we were frozen) is replaced before use, not failed on.
-                pool_pre_ping=True,
                 connect_args={
                     "connect_timeout": int(connect_timeout),
                     "application_name": application_name[:63],
@@ -375,6 +357,37 @@ class SqlStore:
                     "options": f"-c idle_in_transaction_session_timeout={int(idle_txn_timeout * 1000)}",
                 },
             )
+
+            self._install_ping_when_idle()
+
+    def _install_ping_when_idle(self) -> None:
+        """A pooled connection the server ended (a restart, a failover, a peer that took our
+        shards while we were frozen) is replaced before use, not failed on: one that sat idle
+        for more than a second is pinged when checked out (and dropped if the ping fails). A
+        connection in steady use is not: a ping per checkout would be a round trip per
+        statement of the hot path."""
+        sync_engine = self._engine.sync_engine
+
+        @event.listens_for(sync_engine, "connect")
+        def _fresh(_dbapi_conn: Any, record: Any) -> None:
+            record.info["cadenza_used"] = time.monotonic()
+
+        @event.listens_for(sync_engine, "checkin")
+        def _used(_dbapi_conn: Any, record: Any) -> None:
+            if record is not None:
+                record.info["cadenza_used"] = time.monotonic()
+
+        @event.listens_for(sync_engine, "checkout")
+        def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+            used = record.info.get("cadenza_used", 0.0)
+            suspect = self._ping_before is not None and used <= self._ping_before
+            if not suspect and time.monotonic() - used < _PING_AFTER_IDLE_S:
+                return
+            try:
+                sync_engine.dialect.do_ping(dbapi_conn)
+            except Exception as exc:
+                # The pool discards this connection and checks out (or opens) another.
+                raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
 
     def _install_sqlite_hooks(self, memory: bool) -> None:
         sync_engine = self._engine.sync_engine
@@ -477,7 +490,11 @@ class SqlStore:
                         await driver.set_autocommit(True)
                     try:
                         yield DriverConnection(self.dialect, driver)
-                    except BaseException:
+                    except BaseException as exc:
+                        if isinstance(exc, psycopg.OperationalError):
+                            # Maybe every connection of the pool is dead (a restart, a peer
+                            # that ended our sessions): check each before its next use.
+                            self._ping_before = time.monotonic()
                         # If the rollback fails too, the connection is invalidated below and
                         # the first error is the one reported.
                         try:
@@ -692,8 +709,7 @@ class SqlStore:
 
     async def get_execution(self, shard_id: int, run_id: str) -> ExecutionRecord | None:
         """One execution by run id, or None."""
-        async with self._hot(write=False) as driver:
-            rows = await driver.fetch(_SQL_GET_EXECUTION, {"shard_id": shard_id, "run_id": run_id})
+        rows = await self._read_hot(_SQL_GET_EXECUTION, {"shard_id": shard_id, "run_id": run_id})
         return self._execution(rows[0]) if rows else None
 
     async def latest_run(
@@ -701,8 +717,7 @@ class SqlStore:
     ) -> ExecutionRecord | None:
         """The running execution of a workflow id, else its most recently started one."""
         params = {"shard_id": shard_id, "namespace": namespace, "workflow_id": workflow_id}
-        async with self._hot(write=False) as driver:
-            rows = await driver.fetch(_SQL_LATEST_RUN, params)
+        rows = await self._read_hot(_SQL_LATEST_RUN, params)
         return self._execution(rows[0]) if rows else None
 
     async def write(self, change: ExecutionWrite) -> None:
@@ -728,20 +743,33 @@ class SqlStore:
                     raise ShardOwnershipLostError(change.shard_id, change.range_id)
             # Every statement of the batch goes in one round trip; the fencing token and each
             # compare-and-swap are checked when the results are in, before the commit.
-            cas: list[tuple[Submitted, ExecutionWrite]] = []
+            writes = [w for change in changes for w in (change, *change.also)]
+            # Two writes of one run (never from one engine, which serializes a run's writes)
+            # go one after the other, so the second sees the first.
+            groups = [writes] if distinct_runs(writes) else [[w] for w in writes]
+            batches = [self._batch_rows(driver) for _ in groups]
             async with driver.pipeline():
                 fenced = await driver.submit(_SQL_FENCES, self._fence_params(fences), query=True)
-                notices: list[str] = []
-                for change in changes:
-                    await self._write_execution_txn(None, change, driver, cas)
-                    for other in change.also:
-                        await self._write_execution_txn(None, other, driver, cas)
-                    notices.extend(n for w in (change, *change.also) for n in w.notify)
+                for batch, group in zip(batches, groups, strict=True):
+                    await batch.send(group)
+                notices = [n for w in writes for n in w.notify]
                 if notices:
                     await self._notify_txn(None, notices, driver)
             self._check_fences(fences, await fenced.rows())
-            for submitted, change in cas:
-                self._check_cas(submitted, change)
+            for batch in batches:
+                batch.check()
+
+    def _batch_rows(self, driver: DriverConnection) -> BatchRows:
+        return BatchRows(driver, self._task_row, self._timer_row, self._submit_task_update)
+
+    async def _submit_task_update(
+        self, driver: DriverConnection, shard_id: int, change: TaskChange
+    ) -> None:
+        values = self._task_values(change.values)
+        await driver.submit(
+            _task_update_sql(tuple(sorted(values))),
+            {**values, "shard_id": shard_id, "task_id": change.task_id},
+        )
 
     async def _check_fences_txn(
         self,
@@ -762,13 +790,6 @@ class SqlStore:
         for shard_id, range_id in fences.items():
             if current.get(shard_id) != range_id:
                 raise ShardOwnershipLostError(shard_id, range_id)
-
-    @staticmethod
-    def _check_cas(submitted: Submitted, change: ExecutionWrite) -> None:
-        if submitted.rowcount != 1:
-            raise ConditionFailedError(
-                f"run {change.run_id}: next_event_id moved past {change.expected_next_event_id}"
-            )
 
     async def _notify_txn(
         self,
@@ -837,95 +858,13 @@ class SqlStore:
                         raise
 
     async def _write_execution_txn(
-        self,
-        conn: AsyncConnection | None,
-        change: ExecutionWrite,
-        driver: DriverConnection | None = None,
-        cas: list[tuple[Submitted, ExecutionWrite]] | None = None,
+        self, conn: AsyncConnection | None, change: ExecutionWrite
     ) -> None:
-        """Write one execution's row, events and outbox. The compare-and-swap's outcome is
-        appended to ``cas`` for the caller to check (inside a pipeline), else checked here."""
-        driver = driver or await self._driver(conn)
-        state = change.state
-        shard_id, run_id = change.shard_id, change.run_id
-        values: dict[str, Any] = {
-            "shard_id": shard_id,
-            "run_id": run_id,
-            "status": state.status,
-            "close_time_ms": int(state.close_time.timestamp() * 1000) if state.close_time else None,
-            "next_event_id": state.next_event_id,
-            "last_hash": change.last_hash,
-            "state": encode_state(state).decode(),
-            "sticky_worker": change.sticky_worker,
-        }
-        if change.create is not None:
-            values.update(
-                namespace=change.namespace,
-                workflow_id=change.workflow_id,
-                workflow_type=change.create.workflow_type,
-                task_queue=change.create.task_queue,
-                start_time_ms=change.create.start_time_ms,
-            )
-            if not change.set_sticky:
-                values["sticky_worker"] = None
-            await driver.submit(_SQL_INSERT_EXECUTION, values)
-        else:
-            values["expected"] = change.expected_next_event_id
-            statement = _SQL_UPDATE_EXECUTION_STICKY if change.set_sticky else _SQL_UPDATE_EXECUTION
-            submitted = await driver.submit(statement, values)
-            if cas is None:
-                self._check_cas(submitted, change)
-            else:
-                cas.append((submitted, change))
-        if change.events:
-            writer = change.writer or None
-            await driver.execute_many(
-                _SQL_INSERT_EVENT,
-                [
-                    {
-                        "shard_id": shard_id,
-                        "run_id": run_id,
-                        "event_id": ev.event_id,
-                        "event_type": ev.event_type,
-                        "event_time_ms": int(ev.event_time.timestamp() * 1000),
-                        "data": data.decode(),
-                        "hash": ev.hash,
-                        "writer": writer,
-                        "range_id": change.range_id,
-                    }
-                    for ev, data in zip(change.events, change.event_data, strict=True)
-                ],
-            )
-        if change.purge_outbox:
-            # The execution closed: nothing of its outbox may fire or be dispatched any more.
-            # (It also removes every task and timer the write would delete by key.)
-            key = {"shard_id": shard_id, "run_id": run_id}
-            await driver.submit(_SQL_PURGE_TASKS, key)
-            await driver.submit(_SQL_PURGE_TIMERS, key)
-        elif change.tasks_delete:
-            await driver.execute_many(
-                _SQL_DELETE_TASK,
-                [{"shard_id": shard_id, "key": key} for key in sorted(change.tasks_delete)],
-            )
-        for task_change in change.tasks_update:
-            values = self._task_values(task_change.values)
-            await driver.submit(
-                _task_update_sql(tuple(sorted(values))),
-                {**values, "shard_id": shard_id, "task_id": task_change.task_id},
-            )
-        if change.tasks_insert:
-            await driver.execute_many(
-                _SQL_INSERT_TASK, [self._task_row(task) for task in change.tasks_insert]
-            )
-        if change.timers_delete and not change.purge_outbox:
-            await driver.execute_many(
-                _SQL_DELETE_TIMER,
-                [{"shard_id": shard_id, "key": key} for key in sorted(change.timers_delete)],
-            )
-        if change.timers_insert:
-            await driver.execute_many(
-                _SQL_INSERT_TIMER, [self._timer_row(timer) for timer in change.timers_insert]
-            )
+        """Write one execution's row (with its compare-and-swap), events and outbox inside the
+        caller's transaction (the schedule store's writes)."""
+        batch = self._batch_rows(await self._driver(conn))
+        await batch.send([change])
+        batch.check()
 
     @staticmethod
     def _task_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -1025,8 +964,7 @@ class SqlStore:
             "up_to": _NO_LIMIT if up_to is None else up_to,
             "limit": limit,
         }
-        async with self._hot(write=False) as driver:
-            rows = await driver.fetch(_SQL_READ_EVENTS, params)
+        rows = await self._read_hot(_SQL_READ_EVENTS, params)
         return [decode_event(data, hash_hex) for data, hash_hex in rows]
 
     async def read_raw_events(
@@ -1089,9 +1027,7 @@ class SqlStore:
             if timers_for is not None:
                 timers = [timer for task in claimed for timer in timers_for(task)]
                 if timers:
-                    await driver.execute_many(
-                        _SQL_INSERT_TIMER, [self._timer_row(x) for x in timers]
-                    )
+                    await driver.execute_many(INSERT_TIMER, [self._timer_row(x) for x in timers])
                     if notify_for is not None:
                         notices = notify_for(timers)
                         if notices:
@@ -1100,8 +1036,7 @@ class SqlStore:
 
     async def get_task(self, shard_id: int, task_id: str) -> TaskRecord | None:
         """One task row, or None."""
-        async with self._hot(write=False) as driver:
-            rows = await driver.fetch(_SQL_GET_TASK, {"shard_id": shard_id, "task_id": task_id})
+        rows = await self._read_hot(_SQL_GET_TASK, {"shard_id": shard_id, "task_id": task_id})
         return self._task(rows[0]) if rows else None
 
     async def record_heartbeat(
@@ -1338,14 +1273,23 @@ class SqlStore:
 
     async def registered_types(self, namespace: str, task_queue: str, kind: str) -> set[str]:
         """The types any worker has registered on a queue."""
-        w = t.worker_registrations.c
-        async with self._read() as conn:
-            rows = await conn.execute(
-                select(w.type_name).where(
-                    w.namespace == namespace, w.task_queue == task_queue, w.kind == kind
-                )
-            )
-            return {r[0] for r in rows}
+        params = {"namespace": namespace, "task_queue": task_queue, "kind": kind}
+        rows = await self._read_hot(_SQL_REGISTERED_TYPES, params)
+        return {r[0] for r in rows}
+
+    async def _read_hot(self, sql: DriverSql, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """One query on the driver path. If the connection turns out to be dead (the server
+        restarted, or a peer ended our sessions), the query runs once more: the pool then pings
+        every connection used before the failure and replaces the dead ones."""
+        try:
+            async with self._hot(write=False) as driver:
+                return await driver.fetch(sql, params)
+        except StoreUnavailableError:
+            if self._ping_before is None or time.monotonic() - self._ping_before > 1.0:
+                raise
+            log.info("a pooled connection was dead; reading again on a checked one")
+        async with self._hot(write=False) as driver:
+            return await driver.fetch(sql, params)
 
 
 async def _connect_cancel_safe(connecting: Awaitable[Any]) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,10 +45,33 @@ def decode_activity_args(definition: ActivityDefinition, payload: msgspec.Raw) -
         return decode_args(payload, definition.arg_types)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ApplicationError(
-            f"arguments do not match activity {definition.name!r}: {exc}",
+            f"arguments do not match activity {definition.name!r}: "
+            f"{_which_argument(definition, payload) or exc}",
             type="InvalidInput",
             non_retryable=True,
         ) from None
+
+
+def _which_argument(definition: ActivityDefinition, payload: msgspec.Raw) -> str | None:
+    """'argument 1 (order: Order): Expected `object`, got `str`', for the first argument that
+    does not fit its parameter; None if the payload is not a JSON array at all."""
+    try:
+        raws = msgspec.json.decode(bytes(payload), type=list[msgspec.Raw])
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    names = [
+        p.name
+        for p in inspect.signature(definition.fn).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    for index, (raw, type_) in enumerate(zip(raws, definition.arg_types, strict=False)):
+        try:
+            decode_args(msgspec.json.encode([raw]), [type_])
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            name = names[index] if index < len(names) else f"arg{index + 1}"
+            shown = getattr(type_, "__name__", None) or repr(type_)
+            return f"argument {index + 1} ({name}: {shown}): {exc}"
+    return None
 
 
 def _ignore_heartbeat(details: Sequence[Any]) -> None:

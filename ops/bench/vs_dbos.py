@@ -947,6 +947,7 @@ class Results:
     scale: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     profile: list[str] = field(default_factory=list)
+    worker_profile: list[str] = field(default_factory=list)
 
 
 def _guard(results: Results, label: str, action: Callable[[], Any]) -> Any:
@@ -1054,6 +1055,9 @@ def run_backend(
         raw = Path(results.meta.get("profile_raw", "/nonexistent"))
         if profile and raw.exists():
             results.profile = summarize_profile(raw)
+        worker_raw = Path(results.meta.get("worker_profile_raw", "/nonexistent"))
+        if profile and worker_raw.exists():
+            results.worker_profile = summarize_profile(worker_raw)
 
 
 def _profiler(
@@ -1065,11 +1069,14 @@ def _profiler(
         results.errors.append("--profile: py-spy not found (install it, or give --py-spy PATH)")
         return None
     raw = logdir / "server-profile.raw"
+    worker_raw = logdir / "worker-profile.raw"
     results.meta["profile_raw"] = str(raw)
+    results.meta["worker_profile_raw"] = str(worker_raw)
     seconds = min(60.0, plan.max_seconds - 5)
 
     def hook() -> None:
         start_py_spy(py_spy, cluster.servers[0].pid, seconds, raw)
+        start_py_spy(py_spy, cluster.workers[0].pid, seconds, worker_raw)
 
     return hook
 
@@ -1221,6 +1228,10 @@ def render(results: Results, plan: Plan) -> str:
         out.append("")
         out.append("Profile of the server during the PostgreSQL 1 + 1 throughput run (py-spy):")
         out.extend("  " + line for line in results.profile)
+    if results.worker_profile:
+        out.append("")
+        out.append("Profile of the worker during the same run (py-spy):")
+        out.extend("  " + line for line in results.worker_profile)
     return "\n".join(out)
 
 
@@ -1340,7 +1351,9 @@ def main() -> int:
     parser.add_argument("--workflows", type=int, help="throughput workflows (default 5000)")
     parser.add_argument("--latency-runs", type=int, help="latency runs (default 200)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
-    parser.add_argument("--profile", action="store_true", help="py-spy the PostgreSQL 1+1 server")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the PostgreSQL 1+1 server and worker"
+    )
     parser.add_argument("--py-spy", help="path of py-spy (default: on PATH)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
     parser.add_argument(

@@ -123,3 +123,26 @@ async def test_concurrent_cluster_creation_creates_once(pg_database_factory) -> 
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_a_worker_that_outlives_its_engine_does_not_spin(db_url: str) -> None:
+    engine = Engine(Settings(database_url=db_url, shard_count=2))
+    await engine.start()
+    client = Client(engine)
+    async with Worker(client, task_queue="gone", workflows=[w.CounterWorkflow]):
+        await engine.stop()
+        loop = asyncio.get_running_loop()
+        # A poll of a stopped engine answers "no task" only at its end (at most 1 s): a
+        # worker's poll loop that got None at once would hold the event loop forever.
+        for kind in ("workflow", "activity"):
+            started = loop.time()
+            if kind == "workflow":
+                got = await engine.poll_workflow_task("default", "gone", "w", timeout=0.4)
+            else:
+                got = await engine.poll_activity_task("default", "gone", "w", timeout=0.4)
+            assert got is None
+            assert loop.time() - started >= 0.35
+        # And the worker's own pollers leave the loop free meanwhile.
+        before = loop.time()
+        await asyncio.sleep(0.2)
+        assert loop.time() - before < 1.0

@@ -18,6 +18,7 @@ ALL_WORKFLOWS = [
     w.SleepyWorkflow,
     w.RetryWorkflow,
     w.FailureHandlingWorkflow,
+    w.BadArgumentsWorkflow,
     w.SignalWorkflow,
     w.ChildWorkflow,
     w.ParentWorkflow,
@@ -135,6 +136,23 @@ async def test_maximum_attempts_and_non_retryable_types(env: WorkflowEnvironment
     }
     assert fatal["retry_state"] == "non_retryable_failure"
     assert fatal["attempt"] == 1
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["activity", "local-activity"])
+async def test_arguments_that_do_not_fit_the_signature_fail_the_activity_for_good(
+    env: WorkflowEnvironment, local: bool
+) -> None:
+    async with worker(env):
+        outcome = await env.client.execute_workflow(
+            w.BadArgumentsWorkflow.run, local, id=f"bad-args-{local}", task_queue="main"
+        )
+    assert outcome["retry_state"] == "non_retryable_failure"
+    assert outcome["attempt"] == 1
+    assert outcome["cause_type"] == "InvalidInput"
+    assert outcome["message"] == (
+        "arguments do not match activity 'reserve': argument 1 (order: Order): "
+        "Expected `object`, got `str`"
+    )
 
 
 async def test_signals_queries_and_wait_condition(env: WorkflowEnvironment) -> None:

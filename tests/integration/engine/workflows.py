@@ -159,6 +159,28 @@ class FailureHandlingWorkflow:
 
 
 @workflow.defn
+class BadArgumentsWorkflow:
+    """Calls ``reserve`` (which takes an ``Order``) by name with a plain string."""
+
+    @workflow.run
+    async def run(self, local: bool) -> dict:
+        from cadenza.sdk import ActivityError
+
+        call = workflow.execute_local_activity if local else workflow.execute_activity
+        try:
+            await call("reserve", "not an order", start_to_close_timeout=5)
+        except ActivityError as err:
+            cause = err.__cause__
+            return {
+                "retry_state": err.retry_state,
+                "attempt": err.attempt,
+                "cause_type": getattr(cause, "type", None),
+                "message": str(cause),
+            }
+        return {}
+
+
+@workflow.defn
 class TimeoutWorkflow:
     @workflow.run
     async def run(self, key: str) -> str:

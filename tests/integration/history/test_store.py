@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
 
@@ -229,3 +230,27 @@ async def test_close_waits_for_operations_in_flight_then_refuses_new_ones(fresh_
     with pytest.raises(StoreUnavailableError, match="closed"):
         await store.get_execution(0, "nope")
     gc.collect()  # a connection left open would warn here (warnings are errors)
+
+
+async def test_reads_right_after_a_peer_ended_every_session_succeed(pg_database_factory) -> None:
+    dsn = pg_database_factory("ended")
+    store = SqlStore(dsn)
+    try:
+        await store.migrate()
+        # Several pooled connections, all used a moment ago (so none is due a ping).
+        await asyncio.gather(*(store.registered_types("n", "q", "workflow") for _ in range(6)))
+        name = dsn.rsplit("/", 1)[1]
+        with psycopg.connect(dsn.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            ).fetchone()
+        assert ended is not None and ended[0] >= 1
+        # The first read meets a dead connection, marks the pool and reads again on a
+        # checked one; the ones after it no longer meet dead connections.
+        for _ in range(8):
+            assert await store.registered_types("n", "q", "workflow") == set()
+        assert await store.get_execution(0, "no-such-run") is None
+    finally:
+        await store.close()

@@ -1,0 +1,172 @@
+"""The rows of a group-commit batch, gathered by kind and sent with one call per kind.
+
+A batch's writes (``ExecutionWrite``) each bring an execution row, events and outbox rows.
+They are gathered by kind — compare-and-swap updates, execution inserts, events, purges,
+deletes by key, task updates, inserts — and each kind is one ``executemany`` (inside the
+batch's PostgreSQL pipeline; on SQLite one hop to aiosqlite's thread instead of one per row).
+The order of kinds is the order a single write needs (a closing write purges the run's outbox
+before inserting what follows the close), and the writes of a batch are of different runs, so
+their rows never meet; a batch with two writes of one run sends them one after the other.
+
+Each compare-and-swap is its own ``UPDATE … WHERE next_event_id = expected``, whose row count
+says whether that write won; :meth:`BatchRows.check` reads them once the results are in. (One
+``UPDATE … FROM unnest(arrays)`` for the whole batch was tried: psycopg's array dumping costs
+more than it saves at the batch sizes a server sees.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Table
+
+from cadenza.history import _tables as t
+from cadenza.history._driver import DriverConnection, DriverSql, Submitted, column_list
+from cadenza.history._errors import ConditionFailedError
+from cadenza.history._records import ExecutionWrite, TaskRecord, TimerRecord
+from cadenza.history._state import encode_state
+
+RowOf = Callable[[Any], dict[str, Any]]
+
+
+def _columns(table: Table) -> list[str]:
+    return [c.name for c in table.columns]
+
+
+def _insert(table: Table) -> DriverSql:
+    names, params = column_list(_columns(table))
+    return DriverSql(f"INSERT INTO {table.name} ({names}) VALUES ({params})")
+
+
+def _delete_by(table: Table, key: str) -> DriverSql:
+    return DriverSql(f"DELETE FROM {table.name} WHERE shard_id = :shard_id AND {key} = :{key}")
+
+
+INSERT_EXECUTION = _insert(t.executions)
+INSERT_EVENT = _insert(t.events)
+INSERT_TASK = _insert(t.tasks)
+INSERT_TIMER = _insert(t.timers)
+_PURGE_TASKS = _delete_by(t.tasks, "run_id")
+_PURGE_TIMERS = _delete_by(t.timers, "run_id")
+_DELETE_TASK = _delete_by(t.tasks, "task_id")
+_DELETE_TIMER = _delete_by(t.timers, "timer_key")
+_CAS = (
+    "UPDATE executions SET status = :status, close_time_ms = :close_time_ms,"
+    " next_event_id = :next_event_id, last_hash = :last_hash, state = :state{sticky}"
+    " WHERE shard_id = :shard_id AND run_id = :run_id AND next_event_id = :expected"
+)
+_UPDATE_EXECUTION = DriverSql(_CAS.format(sticky=""))
+_UPDATE_EXECUTION_STICKY = DriverSql(_CAS.format(sticky=", sticky_worker = :sticky_worker"))
+
+
+def distinct_runs(writes: Sequence[ExecutionWrite]) -> bool:
+    """True if no two writes are of the same run (then their rows cannot meet)."""
+    return len({(w.shard_id, w.run_id) for w in writes}) == len(writes)
+
+
+class BatchRows:
+    """Gathers the rows of a batch by kind and writes each kind with one statement."""
+
+    def __init__(
+        self,
+        driver: DriverConnection,
+        task_row: Callable[[TaskRecord], dict[str, Any]],
+        timer_row: Callable[[TimerRecord], dict[str, Any]],
+        task_update: Callable[[DriverConnection, int, Any], Any],
+    ) -> None:
+        self._driver = driver
+        self._task_row = task_row
+        self._timer_row = timer_row
+        self._task_update = task_update
+        self._cas: list[tuple[Submitted, ExecutionWrite]] = []
+
+    async def send(self, writes: Sequence[ExecutionWrite]) -> None:
+        """Send every row of ``writes`` (inside the batch's transaction and pipeline)."""
+        creates: list[dict[str, Any]] = []
+        updates: list[tuple[dict[str, Any], ExecutionWrite]] = []
+        events: list[dict[str, Any]] = []
+        purges: list[dict[str, Any]] = []
+        task_deletes: list[dict[str, Any]] = []
+        timer_deletes: list[dict[str, Any]] = []
+        tasks: list[dict[str, Any]] = []
+        timers: list[dict[str, Any]] = []
+        for w in writes:
+            state = w.state
+            row = {
+                "shard_id": w.shard_id,
+                "run_id": w.run_id,
+                "status": state.status,
+                "close_time_ms": (
+                    int(state.close_time.timestamp() * 1000) if state.close_time else None
+                ),
+                "next_event_id": state.next_event_id,
+                "last_hash": w.last_hash,
+                "state": encode_state(state).decode(),
+                "sticky_worker": w.sticky_worker if w.set_sticky else None,
+            }
+            if w.create is not None:
+                row.update(
+                    namespace=w.namespace,
+                    workflow_id=w.workflow_id,
+                    workflow_type=w.create.workflow_type,
+                    task_queue=w.create.task_queue,
+                    start_time_ms=w.create.start_time_ms,
+                )
+                creates.append(row)
+            else:
+                row["expected"] = w.expected_next_event_id
+                updates.append((row, w))
+            writer = w.writer or None
+            for ev, data in zip(w.events, w.event_data, strict=True):
+                events.append(
+                    {
+                        "shard_id": w.shard_id,
+                        "run_id": w.run_id,
+                        "event_id": ev.event_id,
+                        "event_type": ev.event_type,
+                        "event_time_ms": int(ev.event_time.timestamp() * 1000),
+                        "data": data.decode(),
+                        "hash": ev.hash,
+                        "writer": writer,
+                        "range_id": w.range_id,
+                    }
+                )
+            if w.purge_outbox:
+                # The run closed: nothing of its outbox may fire or be dispatched any more
+                # (which also removes whatever the write would delete by key).
+                purges.append({"shard_id": w.shard_id, "run_id": w.run_id})
+            else:
+                task_deletes += [
+                    {"shard_id": w.shard_id, "task_id": k} for k in sorted(w.tasks_delete)
+                ]
+                timer_deletes += [
+                    {"shard_id": w.shard_id, "timer_key": k} for k in sorted(w.timers_delete)
+                ]
+            tasks += [self._task_row(task) for task in w.tasks_insert]
+            timers += [self._timer_row(timer) for timer in w.timers_insert]
+        # Updates before inserts: a continue-as-new closes the old run in the same batch as it
+        # creates the new one, and only one run of a workflow id may be running.
+        for row, w in updates:
+            statement = _UPDATE_EXECUTION_STICKY if w.set_sticky else _UPDATE_EXECUTION
+            self._cas.append((await self._driver.submit(statement, row), w))
+        await self._driver.execute_many(INSERT_EXECUTION, creates)
+        await self._driver.execute_many(INSERT_EVENT, events)
+        await self._driver.execute_many(_PURGE_TASKS, purges)
+        await self._driver.execute_many(_PURGE_TIMERS, purges)
+        await self._driver.execute_many(_DELETE_TASK, task_deletes)
+        for w in writes:
+            for change in w.tasks_update:
+                await self._task_update(self._driver, w.shard_id, change)
+        await self._driver.execute_many(INSERT_TASK, tasks)
+        await self._driver.execute_many(_DELETE_TIMER, timer_deletes)
+        await self._driver.execute_many(INSERT_TIMER, timers)
+
+    def check(self) -> None:
+        """Raise :class:`ConditionFailedError` if a write lost its compare-and-swap (call it
+        once the statements' results are in)."""
+        for submitted, w in self._cas:
+            if submitted.rowcount != 1:
+                raise ConditionFailedError(
+                    f"run {w.run_id}: next_event_id moved past {w.expected_next_event_id}"
+                )
