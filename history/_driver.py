@@ -40,10 +40,6 @@ class DriverSql:
         self.sqlite = " ".join(text.split())
         self.postgresql = _NAMED.sub(r"%(\1)s", " ".join((postgresql or text).split()))
 
-    def for_dialect(self, dialect: str) -> str:
-        """The text for ``"sqlite"`` or ``"postgresql"``."""
-        return self.postgresql if dialect == "postgresql" else self.sqlite
-
 
 class Submitted:
     """A statement sent with :meth:`DriverConnection.submit`: its row count and rows can be
@@ -108,18 +104,6 @@ class DriverConnection:
             return Submitted(None, list(await self._driver.execute_fetchall(sql.sqlite, params)))
         return Submitted(await self._driver.execute(sql.sqlite, params))
 
-    async def execute(self, sql: DriverSql, params: Mapping[str, Any]) -> int:
-        """Run a statement; returns the number of rows it changed."""
-        if self._postgresql:
-            cursor = self._driver.cursor()
-            try:
-                await cursor.execute(sql.postgresql, params)
-                return int(cursor.rowcount)
-            finally:
-                await cursor.close()
-        cursor = await self._driver.execute(sql.sqlite, params)
-        return int(cursor.rowcount)
-
     async def execute_many(self, sql: DriverSql, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run a statement once per parameter set (psycopg sends them in one pipeline)."""
         if not rows:
@@ -130,17 +114,6 @@ class DriverConnection:
             await self._driver.cursor().executemany(sql.postgresql, rows)
         else:
             await self._driver.executemany(sql.sqlite, rows)
-
-    async def execute_many_count(self, sql: DriverSql, rows: Sequence[Mapping[str, Any]]) -> int:
-        """:meth:`execute_many`, returning the rows changed in all (not inside a pipeline)."""
-        if not rows:
-            return 0
-        if self._postgresql:
-            cursor = self._driver.cursor()
-            await cursor.executemany(sql.postgresql, rows)
-            return int(cursor.rowcount)
-        cursor = await self._driver.executemany(sql.sqlite, rows)
-        return int(cursor.rowcount)
 
     async def fetch(self, sql: DriverSql, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run a query (or a statement with RETURNING); returns its rows as tuples."""
