@@ -134,6 +134,17 @@ class RetryWorkflow:
         )
 
 
+def _activity_failure(err: Exception) -> dict:
+    """What a workflow reports of an ``ActivityError``: retry state, attempt, and its cause."""
+    cause = err.__cause__
+    return {
+        "retry_state": getattr(err, "retry_state", None),
+        "attempt": getattr(err, "attempt", None),
+        "cause_type": getattr(cause, "type", None),
+        "details": list(getattr(cause, "details", [])),
+    }
+
+
 @workflow.defn
 class FailureHandlingWorkflow:
     @workflow.run
@@ -148,13 +159,7 @@ class FailureHandlingWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["Fatal"]),
             )
         except ActivityError as err:
-            cause = err.__cause__
-            return {
-                "retry_state": err.retry_state,
-                "attempt": err.attempt,
-                "cause_type": getattr(cause, "type", None),
-                "details": list(getattr(cause, "details", [])),
-            }
+            return _activity_failure(err)
         return {}
 
 
@@ -170,13 +175,7 @@ class BadArgumentsWorkflow:
         try:
             await call("reserve", "not an order", start_to_close_timeout=5)
         except ActivityError as err:
-            cause = err.__cause__
-            return {
-                "retry_state": err.retry_state,
-                "attempt": err.attempt,
-                "cause_type": getattr(cause, "type", None),
-                "message": str(cause),
-            }
+            return {**_activity_failure(err), "message": str(err.__cause__)}
         return {}
 
 

@@ -18,13 +18,6 @@ from cadenza.sdk import Client
 pytestmark = pytest.mark.asyncio
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    return request.getfixturevalue("pg_database_factory")("gc")
-
-
 async def _runs(engine: Engine, count: int) -> list[tuple[int, str, str]]:
     client = Client(engine)
     runs = []

@@ -26,13 +26,6 @@ from cadenza.sdk import Client
 pytestmark = pytest.mark.asyncio
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    return request.getfixturevalue("pg_database_factory")("store")
-
-
 async def _started(url: str) -> tuple[Engine, Client, str]:
     engine = Engine(Settings(database_url=url, shard_count=4))
     await engine.start()
