@@ -9,6 +9,7 @@ this task did not see them, and the completion schedules another task for them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,9 @@ if TYPE_CHECKING:
     from cadenza.engine._engine import Engine
 
 log = logging.getLogger("cadenza.engine.workflow_tasks")
+
+MAX_TASKS_PER_POLL = 100
+"""Most workflow tasks one poll may lease at once (``poll_workflow_tasks(max_tasks=…)``)."""
 
 
 class StaleTaskError(CadenzaError):
@@ -133,10 +137,34 @@ class WorkflowTaskOps:
         timeout: float | None = None,
     ) -> WorkflowTaskInfo | None:
         """Wait up to ``timeout`` seconds for a workflow task (or a query) of a queue."""
-        check_id("task_queue", task_queue, MAX_NAME_LENGTH)
-        await self.register_types(namespace, task_queue, "workflow", workflow_types)
-        import asyncio
+        tasks = await self.poll_workflow_tasks(
+            namespace, task_queue, worker_id, workflow_types=workflow_types, timeout=timeout
+        )
+        return tasks[0] if tasks else None
 
+    async def poll_workflow_tasks(
+        self: Engine,
+        namespace: str,
+        task_queue: str,
+        worker_id: str,
+        *,
+        workflow_types: frozenset[str] = frozenset(),
+        timeout: float | None = None,
+        max_tasks: int = 1,
+    ) -> list[WorkflowTaskInfo]:
+        """Wait up to ``timeout`` seconds for workflow tasks (or a query) of a queue.
+
+        Returns as soon as any task is visible: up to ``max_tasks`` of them, leased in one
+        transaction (a busy queue hands a worker many tasks for the price of one claim; an
+        idle one answers the first task as soon as it is written). A query comes alone. An
+        empty list means nothing came within the poll.
+        """
+        check_id("task_queue", task_queue, MAX_NAME_LENGTH)
+        if not 1 <= max_tasks <= MAX_TASKS_PER_POLL:
+            raise InvalidArgumentError(
+                "max_tasks", f"must be between 1 and {MAX_TASKS_PER_POLL}, got {max_tasks}"
+            )
+        await self.register_types(namespace, task_queue, "workflow", workflow_types)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.settings.poll_timeout if timeout is None else timeout)
         key = ("workflow", namespace, task_queue)
@@ -147,19 +175,23 @@ class WorkflowTaskOps:
                 record = await self.store.get_execution(query.shard_id, query.run_id)
                 if record is not None:
                     self.notifier.release(key, ticket)
-                    return WorkflowTaskInfo(
-                        namespace=record.namespace,
-                        workflow_id=record.workflow_id,
-                        run_id=record.run_id,
-                        workflow_type=record.workflow_type,
-                        task_queue=record.task_queue,
-                        seen_up_to=record.next_event_id - 1,
-                        started_time_ms=self.clock.now_ms(),
-                        attempt=1,
-                        query=QueryRequest(
-                            query_id=query.query_id, query_type=query.query_type, args=query.args
-                        ),
-                    )
+                    return [
+                        WorkflowTaskInfo(
+                            namespace=record.namespace,
+                            workflow_id=record.workflow_id,
+                            run_id=record.run_id,
+                            workflow_type=record.workflow_type,
+                            task_queue=record.task_queue,
+                            seen_up_to=record.next_event_id - 1,
+                            started_time_ms=self.clock.now_ms(),
+                            attempt=1,
+                            query=QueryRequest(
+                                query_id=query.query_id,
+                                query_type=query.query_type,
+                                args=query.args,
+                            ),
+                        )
+                    ]
             now = self.clock.now_ms()
             claimed = await self.store.claim_tasks(
                 kind="workflow",
@@ -168,40 +200,24 @@ class WorkflowTaskOps:
                 owner=worker_id,
                 now=now,
                 lease_ms=int(self.settings.workflow_task_timeout * 1000),
+                limit=max_tasks,
                 timers_for=_wt_timers,
                 notify_for=self.timer_notices,
             )
             if claimed:
                 self.notifier.release(key, ticket)
-                task = claimed[0]
-                self.track_inflight(task.task_id, True, task)
+                if len(claimed) == max_tasks:
+                    # More may be waiting: let another poller of the queue look at once.
+                    self.notifier.notify_one(key)
+                for task in claimed:
+                    self.track_inflight(task.task_id, True, task)
                 if self.timer_service is not None:
-                    self.timer_service.notify(_wt_timers(task)[0].fire_at_ms)
-                after, history = await self._history_for(task, worker_id)
-                return WorkflowTaskInfo(
-                    history_after=after,
-                    history=history,
-                    namespace=task.namespace,
-                    workflow_id=task.workflow_id,
-                    run_id=task.run_id,
-                    workflow_type=str(task.payload.get("workflow_type", "")),
-                    task_queue=task.task_queue,
-                    seen_up_to=task.seen_up_to or 0,
-                    started_time_ms=task.started_at_ms or now,
-                    attempt=task.attempt,
-                    token=TaskToken(
-                        shard_id=task.shard_id,
-                        namespace=task.namespace,
-                        workflow_id=task.workflow_id,
-                        run_id=task.run_id,
-                        scheduled_event_id=task.ref_event_id,
-                        attempt=task.attempt,
-                    ),
-                )
+                    self.timer_service.notify(min(_wt_timers(t)[0].fire_at_ms for t in claimed))
+                return [await self._task_info(task, worker_id, now) for task in claimed]
             remaining = deadline - loop.time()
             if remaining <= 0:
                 self.notifier.release(key, ticket)
-                return None
+                return []
             # A task held for another worker's cache becomes free when its sticky window
             # ends; look again by then even if nothing notifies us.
             try:
@@ -212,7 +228,33 @@ class WorkflowTaskOps:
         # The engine is stopping: answer "no task" at the poll's end (at most a second
         # away), not at once, so a worker that outlives its engine does not spin.
         await asyncio.sleep(max(0.0, min(deadline - loop.time(), 1.0)))
-        return None
+        return []
+
+    async def _task_info(
+        self: Engine, task: TaskRecord, worker_id: str, now: int
+    ) -> WorkflowTaskInfo:
+        """What a worker is handed for a claimed workflow task."""
+        after, history = await self._history_for(task, worker_id)
+        return WorkflowTaskInfo(
+            history_after=after,
+            history=history,
+            namespace=task.namespace,
+            workflow_id=task.workflow_id,
+            run_id=task.run_id,
+            workflow_type=str(task.payload.get("workflow_type", "")),
+            task_queue=task.task_queue,
+            seen_up_to=task.seen_up_to or 0,
+            started_time_ms=task.started_at_ms or now,
+            attempt=task.attempt,
+            token=TaskToken(
+                shard_id=task.shard_id,
+                namespace=task.namespace,
+                workflow_id=task.workflow_id,
+                run_id=task.run_id,
+                scheduled_event_id=task.ref_event_id,
+                attempt=task.attempt,
+            ),
+        )
 
     async def _history_for(self: Engine, task: TaskRecord, worker_id: str) -> tuple[int, list[Any]]:
         """The events to hand out with a workflow task: only the new ones when the worker

@@ -14,6 +14,7 @@ StaleTaskError``, which the remote client raises again as that class.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -27,6 +28,9 @@ from cadenza.frontend._wire import (
     CompleteActivityBody,
     CompleteWorkflowTaskBody,
     CompleteWorkflowTaskResponse,
+    CompleteWorkflowTasksBody,
+    CompleteWorkflowTasksResponse,
+    CompletionResult,
     FailActivityBody,
     FailWorkflowTaskBody,
     HeartbeatBody,
@@ -34,11 +38,14 @@ from cadenza.frontend._wire import (
     HistorySliceBody,
     PollActivityTaskBody,
     PollWorkflowTaskBody,
+    PollWorkflowTasksBody,
     ReleaseStickyBody,
     RespondQueryBody,
+    WorkflowTaskBatch,
     decode_body,
+    problem_from_error,
 )
-from cadenza.history import InvalidArgumentError
+from cadenza.history import CadenzaError, InvalidArgumentError
 
 routes = web.RouteTableDef()
 
@@ -82,6 +89,32 @@ async def poll_workflow_task(request: web.Request) -> web.Response:
     return web.Response(status=204) if info is None else json_response(info)
 
 
+@routes.post(_W + "/workflow-tasks/poll-many")
+async def poll_workflow_tasks(request: web.Request) -> web.Response:
+    """Long-poll workflow tasks of a task queue: every visible one up to ``max_tasks``, leased
+    in one transaction, as soon as there is any; 204 when none came."""
+    body: PollWorkflowTasksBody = await _body(request, PollWorkflowTasksBody)
+    wait = _poll_wait(request, body.timeout)
+    gauge = request.app[METRICS].long_polls.labels("workflow")
+    gauge.inc()
+    try:
+        tasks = await long_poll(
+            request,
+            request.app[ENGINE].poll_workflow_tasks(
+                body.namespace,
+                body.task_queue,
+                body.worker_id,
+                workflow_types=frozenset(body.workflow_types),
+                timeout=wait,
+                max_tasks=body.max_tasks,
+            ),
+            [],
+        )
+    finally:
+        gauge.dec()
+    return json_response(WorkflowTaskBatch(tasks=tasks)) if tasks else web.Response(status=204)
+
+
 @routes.post(_W + "/history")
 async def history_slice(request: web.Request) -> web.Response:
     """Events of a run exactly as stored (the worker replays them)."""
@@ -111,6 +144,40 @@ async def complete_workflow_task(request: web.Request) -> web.Response:
         force_new_task=body.force_new_task,
     )
     return json_response(CompleteWorkflowTaskResponse(outcome=outcome))
+
+
+MAX_COMPLETIONS_PER_REQUEST = 100
+
+
+@routes.post(_W + "/workflow-tasks/complete-many")
+async def complete_workflow_tasks(request: web.Request) -> web.Response:
+    """Record several workflow tasks' commands. Each completion is recorded on its own (the
+    engine's group commit writes those that arrive together in one transaction) and answered
+    on its own: a refused one (stale token, shard of another server) has its problem detail
+    in its result and never fails the others."""
+    body: CompleteWorkflowTasksBody = await _body(request, CompleteWorkflowTasksBody)
+    count = len(body.completions)
+    if not 1 <= count <= MAX_COMPLETIONS_PER_REQUEST:
+        raise InvalidArgumentError(
+            "completions", f"must hold 1 to {MAX_COMPLETIONS_PER_REQUEST} completions, got {count}"
+        )
+    engine = request.app[ENGINE]
+
+    async def one(item: CompleteWorkflowTaskBody) -> CompletionResult:
+        try:
+            outcome = await engine.complete_workflow_task(
+                item.token,
+                item.commands,
+                identity=item.identity,
+                sticky=item.sticky,
+                force_new_task=item.force_new_task,
+            )
+        except CadenzaError as exc:
+            return CompletionResult(problem=problem_from_error(exc, instance=request.path))
+        return CompletionResult(outcome=outcome)
+
+    results = await asyncio.gather(*(one(item) for item in body.completions))
+    return json_response(CompleteWorkflowTasksResponse(results=list(results)))
 
 
 @routes.post(_W + "/workflow-tasks/fail")

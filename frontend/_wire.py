@@ -21,7 +21,13 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from cadenza.engine import Command, StaleTaskError, StartWorkflowRequest, TaskToken
+from cadenza.engine import (
+    Command,
+    StaleTaskError,
+    StartWorkflowRequest,
+    TaskToken,
+    WorkflowTaskInfo,
+)
 from cadenza.history import (
     EMPTY_ARGS,
     NULL,
@@ -255,6 +261,25 @@ class PollWorkflowTaskBody(_Body, kw_only=True):
     timeout: float | None = None
 
 
+class PollWorkflowTasksBody(_Body, kw_only=True):
+    """``POST /api/v1/worker/workflow-tasks/poll-many``: like a single poll, but answers with
+    every visible task up to ``max_tasks`` (1 to 100, default 16) as a
+    :class:`WorkflowTaskBatch`."""
+
+    namespace: str = "default"
+    task_queue: str
+    worker_id: str
+    workflow_types: list[str] = []
+    timeout: float | None = None
+    max_tasks: int = 16
+
+
+class WorkflowTaskBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """The workflow tasks one ``poll-many`` leased to the worker (a query comes alone)."""
+
+    tasks: list[WorkflowTaskInfo]
+
+
 class PollActivityTaskBody(_Body, kw_only=True):
     """``POST /api/v1/worker/activity-tasks/poll``."""
 
@@ -297,6 +322,14 @@ class CompleteWorkflowTaskResponse(msgspec.Struct, frozen=True, kw_only=True):
     """``completed`` or ``unhandled_command`` (drop the cached execution)."""
 
     outcome: str
+
+
+class CompleteWorkflowTasksBody(_Body, kw_only=True):
+    """``POST /api/v1/worker/workflow-tasks/complete-many``: several completions at once
+    (1 to 100), each recorded on its own as by ``complete``; the answer has one
+    :class:`CompletionResult` per completion, in order."""
+
+    completions: list[CompleteWorkflowTaskBody]
 
 
 class FailWorkflowTaskBody(_Body, kw_only=True):
@@ -392,6 +425,21 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     operation: str | None = None
     shard_id: int | None = None
     range_id: int | None = None
+
+
+class CompletionResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One completion of a ``complete-many``: its ``outcome``, or the ``problem`` that
+    refused it (a stale token, a shard owned by another server …); one refused completion
+    never fails the others."""
+
+    outcome: str | None = None
+    problem: Problem | None = None
+
+
+class CompleteWorkflowTasksResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """The results of a ``complete-many``, in the order of its completions."""
+
+    results: list[CompletionResult]
 
 
 def status_title(status: int) -> str:

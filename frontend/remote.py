@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -49,6 +49,7 @@ from cadenza.engine._schedule_api import (
     ScheduleSummary,
     TriggerResult,
 )
+from cadenza.frontend._coalesce import Coalescer
 from cadenza.frontend._remote_jobs import RemoteJobs
 from cadenza.frontend._wire import (
     API_PREFIX,
@@ -60,6 +61,8 @@ from cadenza.frontend._wire import (
     CompleteActivityBody,
     CompleteWorkflowTaskBody,
     CompleteWorkflowTaskResponse,
+    CompleteWorkflowTasksBody,
+    CompleteWorkflowTasksResponse,
     FailActivityBody,
     FailWorkflowTaskBody,
     HeartbeatBody,
@@ -67,6 +70,7 @@ from cadenza.frontend._wire import (
     HistorySliceBody,
     PollActivityTaskBody,
     PollWorkflowTaskBody,
+    PollWorkflowTasksBody,
     QueryBody,
     QueryResponse,
     ReleaseStickyBody,
@@ -76,6 +80,7 @@ from cadenza.frontend._wire import (
     SignalBody,
     TerminateBody,
     WorkflowList,
+    WorkflowTaskBatch,
     decode_problem,
     decode_response,
     encode,
@@ -121,6 +126,7 @@ _LIST_FILTERS = frozenset(
 
 
 _STREAM_ABOVE = 1024 * 1024
+_COMPLETIONS_PER_REQUEST = 64  # the server takes up to 100
 
 
 class ServerUnavailableError(CadenzaError):
@@ -178,6 +184,9 @@ class RemoteService(RemoteJobs):
             self._headers["Authorization"] = f"Bearer {token}"
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        self._completions = Coalescer[CompleteWorkflowTaskBody, str](
+            self._complete_many, max_batch=_COMPLETIONS_PER_REQUEST
+        )
 
     # ------------------------------------------------------------------ plumbing
 
@@ -194,6 +203,7 @@ class RemoteService(RemoteJobs):
     async def close(self) -> None:
         """Close the HTTP session; calls after this raise RuntimeError (idempotent)."""
         self._closed = True
+        await self._completions.close()
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
@@ -679,6 +689,33 @@ class RemoteService(RemoteJobs):
         )
         return None if data is None else decode_response(data, WorkflowTaskInfo)
 
+    async def poll_workflow_tasks(
+        self,
+        namespace: str,
+        task_queue: str,
+        worker_id: str,
+        *,
+        workflow_types: frozenset[str] = frozenset(),
+        timeout: float | None = None,
+        max_tasks: int = 1,
+    ) -> list[WorkflowTaskInfo]:
+        """Long-poll up to ``max_tasks`` workflow tasks in one request; [] when none came."""
+        wait = self._poll_wait(timeout)
+        data = await self._call(
+            "POST",
+            f"{API_PREFIX}/worker/workflow-tasks/poll-many",
+            body=PollWorkflowTasksBody(
+                namespace=namespace,
+                task_queue=task_queue,
+                worker_id=worker_id,
+                workflow_types=sorted(workflow_types),
+                timeout=wait,
+                max_tasks=max_tasks,
+            ),
+            timeout=wait + self.margin,
+        )
+        return [] if data is None else decode_response(data, WorkflowTaskBatch).tasks
+
     async def complete_workflow_task(
         self,
         token: TaskToken,
@@ -690,21 +727,40 @@ class RemoteService(RemoteJobs):
     ) -> str:
         """Record a workflow task's commands; ``completed`` or ``unhandled_command``.
 
+        Completions made while others are on their way travel together in the next request
+        (``complete-many``); each is still recorded and answered on its own.
+
         Raises:
             StaleTaskError: the task is no longer current.
         """
-        reply = await self._post(
-            CompleteWorkflowTaskResponse,
-            f"{API_PREFIX}/worker/workflow-tasks/complete",
-            CompleteWorkflowTaskBody(
-                token=token,
-                commands=commands,
-                identity=identity,
-                sticky=sticky,
-                force_new_task=force_new_task,
-            ),
+        body = CompleteWorkflowTaskBody(
+            token=token,
+            commands=commands,
+            identity=identity,
+            sticky=sticky,
+            force_new_task=force_new_task,
         )
-        return reply.outcome
+        try:
+            return await self._completions.call(body)
+        except ShardOwnershipLostError:
+            # Another server owns the run's shard: the single route is forwarded there.
+            reply = await self._post(
+                CompleteWorkflowTaskResponse, f"{API_PREFIX}/worker/workflow-tasks/complete", body
+            )
+            return reply.outcome
+
+    async def _complete_many(
+        self, items: Sequence[CompleteWorkflowTaskBody]
+    ) -> list[str | BaseException]:
+        reply = await self._post(
+            CompleteWorkflowTasksResponse,
+            f"{API_PREFIX}/worker/workflow-tasks/complete-many",
+            CompleteWorkflowTasksBody(completions=list(items)),
+        )
+        return [
+            error_from_problem(r.problem) if r.problem is not None else str(r.outcome)
+            for r in reply.results
+        ]
 
     async def fail_workflow_task(
         self, token: TaskToken, *, cause: str, failure: Failure, identity: str = ""

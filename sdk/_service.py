@@ -107,6 +107,16 @@ class WorkflowService(Protocol):
         workflow_types: frozenset[str] = frozenset(),
         timeout: float | None = None,
     ) -> WorkflowTaskInfo | None: ...
+    async def poll_workflow_tasks(
+        self,
+        namespace: str,
+        task_queue: str,
+        worker_id: str,
+        *,
+        workflow_types: frozenset[str] = frozenset(),
+        timeout: float | None = None,
+        max_tasks: int = 1,
+    ) -> list[WorkflowTaskInfo]: ...
     async def complete_workflow_task(
         self,
         token: TaskToken,

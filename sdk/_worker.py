@@ -97,6 +97,9 @@ class Worker:
         max_concurrent_activities: Activities run at once (default 100).
         max_cached_workflows: Executions kept in memory for sticky execution (default 1000).
         workflow_pollers: Concurrent workflow task long-polls (default 4).
+        workflow_tasks_per_poll: Most workflow tasks one poll may take (1–100, default 16):
+            a poll asks for as many as the worker has free slots, up to this, so a busy queue
+            hands out many tasks per claim and per request.
         activity_pollers: Concurrent activity task long-polls (default 4).
         activity_executor: Thread pool for sync activities (default: one of
             ``max_concurrent_activities`` threads).
@@ -120,6 +123,7 @@ class Worker:
         max_concurrent_activities: int = 100,
         max_cached_workflows: int = 1000,
         workflow_pollers: int = 4,
+        workflow_tasks_per_poll: int = 16,
         activity_pollers: int = 4,
         activity_executor: concurrent.futures.Executor | None = None,
         graceful_shutdown_timeout: timedelta = timedelta(seconds=10),
@@ -165,6 +169,12 @@ class Worker:
         self._activity_slots = asyncio.Semaphore(max_concurrent_activities)
         self._max_cached = max_cached_workflows
         self._cache: collections.OrderedDict[str, WorkflowInstance] = collections.OrderedDict()
+        if not 1 <= workflow_tasks_per_poll <= 100:
+            raise InvalidArgumentError(
+                "workflow_tasks_per_poll",
+                f"must be between 1 and 100, got {workflow_tasks_per_poll}",
+            )
+        self._tasks_per_poll = workflow_tasks_per_poll
         self._workflow_pollers = workflow_pollers if self._workflows else 0
         self._activity_pollers = activity_pollers if self._activities else 0
         self._own_executor = activity_executor is None
@@ -270,29 +280,39 @@ class Worker:
     async def _poll_workflow_tasks(self) -> None:
         types = frozenset(self._workflows)
         while not self._stop.is_set():
+            # One slot to poll at all, then every free one up to the per-poll limit: a busy
+            # queue fills them all in one claim; an idle one answers with its first task.
             await self._wt_slots.acquire()
+            slots = 1
+            while slots < self._tasks_per_poll and not self._wt_slots.locked():
+                await self._wt_slots.acquire()
+                slots += 1
             try:
-                info = await self.service.poll_workflow_task(
+                infos = await self.service.poll_workflow_tasks(
                     self.namespace,
                     self.task_queue,
                     self.identity,
                     workflow_types=types,
                     timeout=self._poll_timeout,
+                    max_tasks=slots,
                 )
             except asyncio.CancelledError:
-                self._wt_slots.release()
+                self._release_wt_slots(slots)
                 raise
             except Exception:
-                self._wt_slots.release()
+                self._release_wt_slots(slots)
                 log.exception("polling workflow tasks failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
                 continue
-            if info is None:
-                self._wt_slots.release()
-                continue
-            task = asyncio.create_task(self._handle_workflow_task(info))
-            self._running_wts.add(task)
-            task.add_done_callback(self._wt_done)
+            self._release_wt_slots(slots - len(infos))
+            for info in infos:
+                task = asyncio.create_task(self._handle_workflow_task(info))
+                self._running_wts.add(task)
+                task.add_done_callback(self._wt_done)
+
+    def _release_wt_slots(self, count: int) -> None:
+        for _ in range(count):
+            self._wt_slots.release()
 
     def _wt_done(self, task: asyncio.Task[Any]) -> None:
         self._running_wts.discard(task)
