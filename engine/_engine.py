@@ -560,8 +560,14 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         await self._validate_start(request)
         namespace, workflow_id = request.namespace, request.workflow_id
         shard_id = self.shard_of(namespace, workflow_id)
-        for _ in range(_MAX_CAS_RETRIES):
-            existing = await self.store.latest_run(shard_id, namespace, workflow_id)
+        for attempt in range(_MAX_CAS_RETRIES):
+            # The first try does not look the id up: its insert is guarded (it writes only if
+            # no execution of the id exists), so a new id — the common case — costs no read,
+            # and any existing run makes it lose, re-read and apply the policies below.
+            guarded = attempt == 0
+            existing = (
+                None if guarded else await self.store.latest_run(shard_id, namespace, workflow_id)
+            )
             if existing is not None:
                 if request.request_id and request.request_id in existing.state.request_ids:
                     return StartWorkflowResponse(
@@ -619,6 +625,7 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
                     request_id=request.request_id,
                 ),
                 release_ms=release_ms,
+                only_if_id_unused=guarded,
             )
             if await self.commit(mutation):
                 log.debug("started %s %s run %s", request.workflow_type, workflow_id, run_id)
@@ -635,11 +642,13 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         started: WorkflowExecutionStarted,
         now_ms: int | None = None,
         release_ms: int | None = None,
+        only_if_id_unused: bool = False,
     ) -> Mutation:
         """A mutation creating a run: started event, first workflow task, run timeout.
 
         ``release_ms`` (a schedule's fire written ahead): the first workflow task stays
         invisible to workers until then, and the run's timeouts count from then.
+        ``only_if_id_unused``: the write loses if any execution of the id exists.
         """
         now = self.clock.now_ms() if now_ms is None else now_ms
         release = now if release_ms is None else max(now, release_ms)
@@ -654,6 +663,7 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
                 workflow_type=started.workflow_type,
                 task_queue=started.task_queue,
                 start_time_ms=now,
+                only_if_id_unused=only_if_id_unused,
             ),
         )
         mutation.add(started)

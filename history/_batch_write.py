@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from cadenza.history import _tables as t
 from cadenza.history._driver import DriverConnection, DriverSql, Submitted, column_list
@@ -44,7 +46,30 @@ def _delete_by(table: Table, key: str) -> DriverSql:
 
 
 INSERT_EXECUTION = _insert(t.executions)
-INSERT_EVENT = _insert(t.events)
+
+
+def _insert_if_id_unused(table: Table) -> DriverSql:
+    # Typed parameters: in ``INSERT … SELECT`` PostgreSQL cannot infer a NULL's type.
+    names = _columns(table)
+
+    def text(dialect: Any) -> str:
+        values = ", ".join(
+            f"CAST(:{n} AS {table.c[n].type.compile(dialect=dialect)})" for n in names
+        )
+        return (
+            f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {values} WHERE NOT EXISTS"
+            f" (SELECT 1 FROM {table.name} WHERE shard_id = :shard_id"
+            " AND namespace = :namespace AND workflow_id = :workflow_id)"
+        )
+
+    return DriverSql(text(sqlite_dialect.dialect()), postgresql=text(pg_dialect.dialect()))
+
+
+INSERT_EXECUTION_IF_ID_UNUSED = _insert_if_id_unused(t.executions)
+# A write that lost its compare-and-swap would collide with the winner's event ids; skipping
+# the row instead of failing lets the batch's check name the loser (and the others go again
+# without it). A winner never meets a conflict: ids at or above its expected one cannot exist.
+INSERT_EVENT = DriverSql(_insert(t.events).sqlite + " ON CONFLICT DO NOTHING")
 INSERT_TASK = _insert(t.tasks)
 INSERT_TIMER = _insert(t.timers)
 _PURGE_TASKS = _delete_by(t.tasks, "run_id")
@@ -84,6 +109,8 @@ class BatchRows:
     async def send(self, writes: Sequence[ExecutionWrite]) -> None:
         """Send every row of ``writes`` (inside the batch's transaction and pipeline)."""
         creates: list[dict[str, Any]] = []
+        guarded: list[dict[str, Any]] = []
+        guarded_writes: list[ExecutionWrite] = []
         updates: list[tuple[dict[str, Any], ExecutionWrite]] = []
         events: list[dict[str, Any]] = []
         purges: list[dict[str, Any]] = []
@@ -113,7 +140,11 @@ class BatchRows:
                     task_queue=w.create.task_queue,
                     start_time_ms=w.create.start_time_ms,
                 )
-                creates.append(row)
+                if w.create.only_if_id_unused:
+                    guarded.append(row)
+                    guarded_writes.append(w)
+                else:
+                    creates.append(row)
             else:
                 row["expected"] = w.expected_next_event_id
                 updates.append((row, w))
@@ -151,6 +182,8 @@ class BatchRows:
             statement = _UPDATE_EXECUTION_STICKY if w.set_sticky else _UPDATE_EXECUTION
             self._cas.append((await self._driver.submit(statement, row), w))
         await self._driver.execute_many(INSERT_EXECUTION, creates)
+        for row, w in zip(guarded, guarded_writes, strict=True):
+            self._cas.append((await self._driver.submit(INSERT_EXECUTION_IF_ID_UNUSED, row), w))
         await self._driver.execute_many(INSERT_EVENT, events)
         await self._driver.execute_many(_PURGE_TASKS, purges)
         await self._driver.execute_many(_PURGE_TIMERS, purges)
@@ -165,8 +198,16 @@ class BatchRows:
     def check(self) -> None:
         """Raise :class:`ConditionFailedError` if a write lost its compare-and-swap (call it
         once the statements' results are in)."""
-        for submitted, w in self._cas:
-            if submitted.rowcount != 1:
-                raise ConditionFailedError(
-                    f"run {w.run_id}: next_event_id moved past {w.expected_next_event_id}"
-                )
+        lost = [w for submitted, w in self._cas if submitted.rowcount != 1]
+        if not lost:
+            return
+        w = lost[0]
+        reason = (
+            f"workflow {w.workflow_id!r} has an execution already"
+            if w.create is not None
+            else f"run {w.run_id}: next_event_id moved past {w.expected_next_event_id}"
+        )
+        more = f" (and {len(lost) - 1} more writes of the batch)" if len(lost) > 1 else ""
+        raise ConditionFailedError(
+            reason + more, lost_runs=frozenset((x.shard_id, x.run_id) for x in lost)
+        )

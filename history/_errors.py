@@ -145,7 +145,17 @@ class StoreError(CadenzaError):
 
 
 class ConditionFailedError(StoreError):
-    """A compare-and-swap lost: someone else appended first. Retry from a fresh read."""
+    """A compare-and-swap lost: someone else appended first. Retry from a fresh read.
+
+    Attributes:
+        lost_runs: When a group-commit batch lost, the ``(shard_id, run_id)`` of each write that
+            lost (empty when unknown, e.g. a unique index refused a row), so that the others can
+            be written again without them.
+    """
+
+    def __init__(self, message: str, *, lost_runs: frozenset[tuple[int, str]] = frozenset()):
+        super().__init__(message)
+        self.lost_runs = lost_runs
 
 
 class ShardOwnershipLostError(StoreError):

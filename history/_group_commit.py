@@ -80,6 +80,16 @@ class GroupCommitter:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 return
+            lost = getattr(exc, "lost_runs", frozenset())
+            if lost:
+                # The batch knows who lost: they fail, the others go again together.
+                losers = [(c, f) for c, f in live if _runs(c) & lost]
+                if losers:
+                    for _, future in losers:
+                        if not future.done():
+                            future.set_exception(exc)
+                    await self._commit([x for x in live if not (_runs(x[0]) & lost)])
+                    return
             # Someone in the batch lost: write each on its own so only the loser fails.
             for change, future in live:
                 try:
@@ -96,3 +106,8 @@ class GroupCommitter:
         for _, future in live:
             if not future.done():
                 future.set_result(None)
+
+
+def _runs(change: ExecutionWrite) -> set[tuple[int, str]]:
+    """The runs a write changes (its own and those it must commit with)."""
+    return {(w.shard_id, w.run_id) for w in (change, *change.also)}

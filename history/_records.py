@@ -92,6 +92,10 @@ class NewExecution:
     workflow_type: str
     task_queue: str
     start_time_ms: int
+    only_if_id_unused: bool = False
+    """Insert only if no execution of this workflow id exists at all (a start that skipped
+    looking the id up: it loses like a compare-and-swap if there is one, and the caller reads
+    and applies its policies)."""
 
 
 @dataclass(slots=True)

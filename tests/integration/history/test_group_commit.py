@@ -87,6 +87,8 @@ async def test_a_stale_write_in_a_batch_fails_alone(fresh_url: str) -> None:
         assert stale is not None
         # Run 0 moves on, so a second write built on its old row must lose its CAS.
         await engine.store.write(_signal(engine, shard, wf, records[0], "first"))
+        committer = engine.store._committer
+        batches = committer.batches
         outcomes = await asyncio.gather(
             engine.store.write(_signal(engine, shard, wf, stale, "stale")),
             *(
@@ -96,7 +98,10 @@ async def test_a_stale_write_in_a_batch_fails_alone(fresh_url: str) -> None:
             return_exceptions=True,
         )
         assert isinstance(outcomes[0], ConditionFailedError)
+        assert outcomes[0].lost_runs == {(shard, run_id)}
         assert outcomes[1:] == [None] * 5
+        # The five winners went again together, not one transaction each.
+        assert committer.batches - batches < 5
         events = await engine.store.read_events(shard, run_id)
         assert [e.attributes.signal_name for e in events[2:]] == ["first"]
         for s, w, r in runs[1:]:
