@@ -45,9 +45,6 @@ def _delete_by(table: Table, key: str) -> DriverSql:
     return DriverSql(f"DELETE FROM {table.name} WHERE shard_id = :shard_id AND {key} = :{key}")
 
 
-INSERT_EXECUTION = _insert(t.executions)
-
-
 def _insert_if_id_unused(table: Table) -> DriverSql:
     # Typed parameters: in ``INSERT … SELECT`` PostgreSQL cannot infer a NULL's type.
     names = _columns(table)
@@ -69,8 +66,11 @@ INSERT_EXECUTION_IF_ID_UNUSED = _insert_if_id_unused(t.executions)
 # A write that lost its compare-and-swap would collide with the winner's event ids; skipping
 # the row instead of failing lets the batch's check name the loser (and the others go again
 # without it). A winner never meets a conflict: ids at or above its expected one cannot exist.
-INSERT_EVENT = DriverSql(_insert(t.events).sqlite + " ON CONFLICT DO NOTHING")
-INSERT_TASK = _insert(t.tasks)
+_SKIP_CONFLICT = "ON CONFLICT DO NOTHING"
+_EXECUTION_COLUMNS = tuple(_columns(t.executions))
+_EVENT_COLUMNS = tuple(_columns(t.events))
+_TASK_COLUMNS = tuple(_columns(t.tasks))
+_TIMER_COLUMNS = tuple(_columns(t.timers))
 INSERT_TIMER = _insert(t.timers)
 _PURGE_TASKS = _delete_by(t.tasks, "run_id")
 _PURGE_TIMERS = _delete_by(t.timers, "run_id")
@@ -181,19 +181,19 @@ class BatchRows:
         for row, w in updates:
             statement = _UPDATE_EXECUTION_STICKY if w.set_sticky else _UPDATE_EXECUTION
             self._cas.append((await self._driver.submit(statement, row), w))
-        await self._driver.execute_many(INSERT_EXECUTION, creates)
+        await self._driver.insert_rows("executions", _EXECUTION_COLUMNS, creates)
         for row, w in zip(guarded, guarded_writes, strict=True):
             self._cas.append((await self._driver.submit(INSERT_EXECUTION_IF_ID_UNUSED, row), w))
-        await self._driver.execute_many(INSERT_EVENT, events)
+        await self._driver.insert_rows("events", _EVENT_COLUMNS, events, _SKIP_CONFLICT)
         await self._driver.execute_many(_PURGE_TASKS, purges)
         await self._driver.execute_many(_PURGE_TIMERS, purges)
         await self._driver.execute_many(_DELETE_TASK, task_deletes)
         for w in writes:
             for change in w.tasks_update:
                 await self._task_update(self._driver, w.shard_id, change)
-        await self._driver.execute_many(INSERT_TASK, tasks)
+        await self._driver.insert_rows("tasks", _TASK_COLUMNS, tasks)
         await self._driver.execute_many(_DELETE_TIMER, timer_deletes)
-        await self._driver.execute_many(INSERT_TIMER, timers)
+        await self._driver.insert_rows("timers", _TIMER_COLUMNS, timers)
 
     def check(self) -> None:
         """Raise :class:`ConditionFailedError` if a write lost its compare-and-swap (call it

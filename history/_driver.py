@@ -16,6 +16,7 @@ come back as plain tuples that need no type conversion.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
@@ -115,6 +116,37 @@ class DriverConnection:
         else:
             await self._driver.executemany(sql.sqlite, rows)
 
+    async def insert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Mapping[str, Any]],
+        suffix: str = "",
+    ) -> None:
+        """Insert ``rows`` (mappings with every one of ``columns``); ``suffix`` ends each
+        statement (``ON CONFLICT …``).
+
+        On PostgreSQL as multi-row ``INSERT … VALUES (…), (…)``: one statement and one result
+        per chunk instead of one per row, which is most of what a row costs the client. Chunks
+        have power-of-two sizes (at most 64 rows), so only a handful of statement texts recur
+        and psycopg prepares each once. On SQLite (in process) one ``executemany``.
+        """
+        if not rows:
+            return
+        names = tuple(columns)
+        if not self._postgresql:
+            await self._driver.executemany(_insert_text(table, names, 1, suffix, False), rows)
+            return
+        start = 0
+        while start < len(rows):
+            size = min(_MAX_VALUES_ROWS, 1 << ((len(rows) - start).bit_length() - 1))
+            chunk = rows[start : start + size]
+            start += size
+            params = [row[name] for row in chunk for name in names]
+            await self._driver.cursor().execute(
+                _insert_text(table, names, size, suffix, True), params
+            )
+
     async def fetch(self, sql: DriverSql, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run a query (or a statement with RETURNING); returns its rows as tuples."""
         if self._postgresql:
@@ -125,6 +157,21 @@ class DriverConnection:
             finally:
                 await cursor.close()
         return list(await self._driver.execute_fetchall(sql.sqlite, params))
+
+
+_MAX_VALUES_ROWS = 64
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_text(table: str, names: tuple[str, ...], rows: int, suffix: str, pg: bool) -> str:
+    """``INSERT INTO table (names) VALUES …``: ``rows`` positional tuples for psycopg, or one
+    tuple of ``:name`` parameters for sqlite3's executemany."""
+    if pg:
+        one = "(" + ", ".join(["%s"] * len(names)) + ")"
+        values = ", ".join([one] * rows)
+    else:
+        values = "(" + ", ".join(f":{n}" for n in names) + ")"
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES {values} {suffix}".rstrip()
 
 
 def column_list(columns: Iterable[str]) -> tuple[str, str]:

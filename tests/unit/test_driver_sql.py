@@ -23,3 +23,14 @@ def test_a_dialect_specific_text_for_postgresql() -> None:
     )
     assert "json_each(:ids)" in sql.sqlite
     assert sql.postgresql == "SELECT 1 FROM s WHERE id = ANY(%(ids)s) FOR KEY SHARE"
+
+
+def test_multi_row_insert_text_has_one_tuple_per_row_for_postgresql() -> None:
+    from cadenza.history._driver import _insert_text
+
+    pg = _insert_text("events", ("a", "b"), 3, "ON CONFLICT DO NOTHING", True)
+    assert (
+        pg == "INSERT INTO events (a, b) VALUES (%s, %s), (%s, %s), (%s, %s) ON CONFLICT DO NOTHING"
+    )
+    lite = _insert_text("tasks", ("a", "b"), 1, "", False)
+    assert lite == "INSERT INTO tasks (a, b) VALUES (:a, :b)"

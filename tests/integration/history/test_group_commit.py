@@ -140,3 +140,30 @@ async def test_failed_writes_leave_the_pool_usable_and_no_transaction_open(
             assert open_txns == (0,)
     finally:
         await engine.stop()
+
+
+async def test_a_write_of_many_events_lands_whole_in_multi_row_chunks(fresh_url: str) -> None:
+    engine = Engine(Settings(database_url=fresh_url, shard_count=1))
+    await engine.start()
+    try:
+        ((shard, wf, run_id),) = await _runs(engine, 1)
+        (record,) = await _records(engine, [(shard, wf, run_id)])
+        mutation = Mutation(
+            shard_id=shard,
+            range_id=engine.range_id(shard),
+            namespace="default",
+            workflow_id=wf,
+            run_id=record.run_id,
+            now_ms=engine.clock.now_ms(),
+            record=record,
+        )
+        for i in range(101):  # PostgreSQL: chunks of 64, 32, 4 and 1 rows
+            mutation.add(WorkflowExecutionSignaled(signal_name=f"s-{i}"))
+        await engine.store.write(mutation.to_write())
+        events = await engine.store.read_events(shard, run_id)
+        signals = [e.attributes.signal_name for e in events if e.event_type.endswith("signaled")]
+        assert signals == [f"s-{i}" for i in range(101)]
+        assert [e.event_id for e in events] == list(range(1, len(events) + 1))
+        assert verify_chain("default", wf, run_id, events).ok
+    finally:
+        await engine.stop()
