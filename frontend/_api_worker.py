@@ -65,40 +65,16 @@ def _poll_wait(request: web.Request, asked: float | None) -> float:
     return min(asked, limit)
 
 
-@routes.post(_W + "/workflow-tasks/poll")
-async def poll_workflow_task(request: web.Request) -> web.Response:
-    """Long-poll a workflow task (or a query) of a task queue; 204 when none came."""
-    body: PollWorkflowTaskBody = await _body(request, PollWorkflowTaskBody)
+async def _poll_workflow(request: web.Request, *, many: bool) -> list[Any]:
+    """The workflow tasks a long poll got (``many``: up to the body's ``max_tasks``)."""
+    body: PollWorkflowTaskBody | PollWorkflowTasksBody = await _body(
+        request, PollWorkflowTasksBody if many else PollWorkflowTaskBody
+    )
     wait = _poll_wait(request, body.timeout)
     gauge = request.app[METRICS].long_polls.labels("workflow")
     gauge.inc()
     try:
-        info = await long_poll(
-            request,
-            request.app[ENGINE].poll_workflow_task(
-                body.namespace,
-                body.task_queue,
-                body.worker_id,
-                workflow_types=frozenset(body.workflow_types),
-                timeout=wait,
-            ),
-            None,
-        )
-    finally:
-        gauge.dec()
-    return web.Response(status=204) if info is None else json_response(info)
-
-
-@routes.post(_W + "/workflow-tasks/poll-many")
-async def poll_workflow_tasks(request: web.Request) -> web.Response:
-    """Long-poll workflow tasks of a task queue: every visible one up to ``max_tasks``, leased
-    in one transaction, as soon as there is any; 204 when none came."""
-    body: PollWorkflowTasksBody = await _body(request, PollWorkflowTasksBody)
-    wait = _poll_wait(request, body.timeout)
-    gauge = request.app[METRICS].long_polls.labels("workflow")
-    gauge.inc()
-    try:
-        tasks = await long_poll(
+        return await long_poll(
             request,
             request.app[ENGINE].poll_workflow_tasks(
                 body.namespace,
@@ -106,12 +82,26 @@ async def poll_workflow_tasks(request: web.Request) -> web.Response:
                 body.worker_id,
                 workflow_types=frozenset(body.workflow_types),
                 timeout=wait,
-                max_tasks=body.max_tasks,
+                max_tasks=getattr(body, "max_tasks", 1),
             ),
             [],
         )
     finally:
         gauge.dec()
+
+
+@routes.post(_W + "/workflow-tasks/poll")
+async def poll_workflow_task(request: web.Request) -> web.Response:
+    """Long-poll a workflow task (or a query) of a task queue; 204 when none came."""
+    tasks = await _poll_workflow(request, many=False)
+    return json_response(tasks[0]) if tasks else web.Response(status=204)
+
+
+@routes.post(_W + "/workflow-tasks/poll-many")
+async def poll_workflow_tasks(request: web.Request) -> web.Response:
+    """Long-poll workflow tasks of a task queue: every visible one up to ``max_tasks``, leased
+    in one transaction, as soon as there is any; 204 when none came."""
+    tasks = await _poll_workflow(request, many=True)
     return json_response(WorkflowTaskBatch(tasks=tasks)) if tasks else web.Response(status=204)
 
 

@@ -28,7 +28,7 @@ async def _runs(engine: Engine, count: int) -> list[tuple[int, str, str]]:
     return runs
 
 
-def _signal(engine: Engine, shard: int, workflow_id: str, record: ExecutionRecord, name: str):
+def _signal(engine: Engine, shard: int, workflow_id: str, record: ExecutionRecord, *names: str):
     mutation = Mutation(
         shard_id=shard,
         range_id=engine.range_id(shard),
@@ -38,7 +38,8 @@ def _signal(engine: Engine, shard: int, workflow_id: str, record: ExecutionRecor
         now_ms=engine.clock.now_ms(),
         record=record,
     )
-    mutation.add(WorkflowExecutionSignaled(signal_name=name))
+    for name in names:
+        mutation.add(WorkflowExecutionSignaled(signal_name=name))
     return mutation.to_write()
 
 
@@ -148,18 +149,9 @@ async def test_a_write_of_many_events_lands_whole_in_multi_row_chunks(fresh_url:
     try:
         ((shard, wf, run_id),) = await _runs(engine, 1)
         (record,) = await _records(engine, [(shard, wf, run_id)])
-        mutation = Mutation(
-            shard_id=shard,
-            range_id=engine.range_id(shard),
-            namespace="default",
-            workflow_id=wf,
-            run_id=record.run_id,
-            now_ms=engine.clock.now_ms(),
-            record=record,
-        )
-        for i in range(101):  # PostgreSQL: chunks of 64, 32, 4 and 1 rows
-            mutation.add(WorkflowExecutionSignaled(signal_name=f"s-{i}"))
-        await engine.store.write(mutation.to_write())
+        # PostgreSQL: chunks of 64, 32, 4 and 1 rows
+        names = [f"s-{i}" for i in range(101)]
+        await engine.store.write(_signal(engine, shard, wf, record, *names))
         events = await engine.store.read_events(shard, run_id)
         signals = [e.attributes.signal_name for e in events if e.event_type.endswith("signaled")]
         assert signals == [f"s-{i}" for i in range(101)]
