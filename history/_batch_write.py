@@ -109,8 +109,7 @@ class BatchRows:
     async def send(self, writes: Sequence[ExecutionWrite]) -> None:
         """Send every row of ``writes`` (inside the batch's transaction and pipeline)."""
         creates: list[dict[str, Any]] = []
-        guarded: list[dict[str, Any]] = []
-        guarded_writes: list[ExecutionWrite] = []
+        guarded: list[tuple[dict[str, Any], ExecutionWrite]] = []
         updates: list[tuple[dict[str, Any], ExecutionWrite]] = []
         events: list[dict[str, Any]] = []
         purges: list[dict[str, Any]] = []
@@ -141,8 +140,7 @@ class BatchRows:
                     start_time_ms=w.create.start_time_ms,
                 )
                 if w.create.only_if_id_unused:
-                    guarded.append(row)
-                    guarded_writes.append(w)
+                    guarded.append((row, w))
                 else:
                     creates.append(row)
             else:
@@ -182,7 +180,7 @@ class BatchRows:
             statement = _UPDATE_EXECUTION_STICKY if w.set_sticky else _UPDATE_EXECUTION
             self._cas.append((await self._driver.submit(statement, row), w))
         await self._driver.insert_rows("executions", _EXECUTION_COLUMNS, creates)
-        for row, w in zip(guarded, guarded_writes, strict=True):
+        for row, w in guarded:
             self._cas.append((await self._driver.submit(INSERT_EXECUTION_IF_ID_UNUSED, row), w))
         await self._driver.insert_rows("events", _EVENT_COLUMNS, events, _SKIP_CONFLICT)
         await self._driver.execute_many(_PURGE_TASKS, purges)
