@@ -41,8 +41,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncssh
-
 from cadenza.activities._context import defn, heartbeat, in_activity, info
 from cadenza.activities._sftp_config import (
     PreparedSftp,
@@ -51,6 +49,7 @@ from cadenza.activities._sftp_config import (
     prepare_sftp,
     scrub,
 )
+from cadenza.activities._ssh import asyncssh
 from cadenza.history import ApplicationError, InvalidArgumentError
 
 __all__ = ["SftpConfig", "sftp_step"]

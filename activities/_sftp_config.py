@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import asyncssh
 import msgspec
 
 from cadenza.activities._config_convert import ReprSummary, convert_config
 from cadenza.activities._local_paths import resolve_local_path
+from cadenza.activities._ssh import asyncssh
 from cadenza.history import ApplicationError, InvalidArgumentError
 
 __all__ = [

@@ -608,6 +608,21 @@ class Worker:
     async def _run_activity(
         self, task_info: ActivityTaskInfo, ctx: ActivityContext, heartbeats: _Heartbeater
     ) -> None:
+        try:
+            await self._execute_activity(task_info, ctx, heartbeats)
+        except CadenzaError as exc:
+            # Reporting the outcome failed (the shard moved, the database is away): the
+            # activity's timeout retries it, so one line is enough.
+            log.warning(
+                "reporting activity %s of %s failed: %s",
+                task_info.token.scheduled_event_id,
+                task_info.token.workflow_id,
+                exc,
+            )
+
+    async def _execute_activity(
+        self, task_info: ActivityTaskInfo, ctx: ActivityContext, heartbeats: _Heartbeater
+    ) -> None:
         token = task_info.token
         definition = self._activities.get(task_info.activity_type)
         try:
@@ -627,8 +642,6 @@ class Worker:
                     str(exc), type="PayloadEncodingError", non_retryable=True
                 ) from None
             await heartbeats.stop()
-            await self.service.complete_activity(token, payload, identity=self.identity)
-            self.stats["activities_completed"] += 1
         except asyncio.CancelledError:
             await heartbeats.stop()
             if ctx.cancelled.is_set() and not self._stop.is_set():
@@ -660,6 +673,9 @@ class Worker:
             await self.service.fail_activity(
                 token, failure_from_exception(exc), identity=self.identity
             )
+        else:
+            await self.service.complete_activity(token, payload, identity=self.identity)
+            self.stats["activities_completed"] += 1
 
     async def _invoke(
         self, definition: ActivityDefinition, args: list[Any], ctx: ActivityContext

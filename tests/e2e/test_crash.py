@@ -27,28 +27,46 @@ WORKFLOWS = 200
 HERE = Path(__file__).parent
 
 
-def _spawn(db_url: str) -> asyncio.subprocess.Process:
+async def _spawn(db_url: str, log: Path) -> asyncio.subprocess.Process:
+    """Start an engine process; its stderr goes to ``log`` (a pipe nobody reads could fill
+    and block the process)."""
     env = {
         **os.environ,
         "CADENZA_SHARD_LEASE_SECONDS": "2",
         "CADENZA_LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(HERE.parent.parent),
     }
-    return asyncio.create_subprocess_exec(  # type: ignore[return-value]
-        sys.executable,
-        "-m",
-        "cadenza.frontend.cli",
-        "worker",
-        "--db",
-        db_url,
-        "--module",
-        str(HERE / "crash_flows.py"),
-        "--task-queue",
-        "crash",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    with log.open("ab") as stderr:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "cadenza.frontend.cli",
+            "worker",
+            "--db",
+            db_url,
+            "--module",
+            str(HERE / "crash_flows.py"),
+            "--task-queue",
+            "crash",
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:]
+
+
+async def _stop(process: asyncio.subprocess.Process, log: Path) -> None:
+    """SIGTERM, and fail with the process's log if it does not drain within 30 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), 30)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        pytest.fail(f"engine process ignored SIGTERM for 30 s: {_tail(log)}")
 
 
 async def _closed_count(engine: Engine) -> int:
@@ -79,27 +97,28 @@ async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
     await reader.start(take_shards=False)
     kills = 0
     try:
-        for _ in range(6):
-            process = await _spawn(db_url)
+        for attempt in range(6):
+            log = tmp_path / f"engine-{attempt}.log"
+            process = await _spawn(db_url, log)
             await asyncio.sleep(rng.uniform(1.5, 3.5))
             if process.returncode is not None:
-                err = await process.stderr.read() if process.stderr else b""
-                pytest.fail(f"engine process exited early: {err.decode()[-2000:]}")
+                pytest.fail(f"engine process exited early: {_tail(log)}")
             process.send_signal(signal.SIGKILL)
             await process.wait()
             kills += 1
             if await _closed_count(reader) == WORKFLOWS:
                 break
-        process = await _spawn(db_url)
+        log = tmp_path / "engine-last.log"
+        process = await _spawn(db_url, log)
         try:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 120
             while await _closed_count(reader) < WORKFLOWS:
-                assert loop.time() < deadline, "workflows did not all complete after restart"
+                if loop.time() > deadline:
+                    pytest.fail("workflows did not all complete after restart: " + _tail(log))
                 await asyncio.sleep(0.5)
         finally:
-            process.send_signal(signal.SIGTERM)
-            await process.wait()
+            await _stop(process, log)
 
         assert kills >= 1
         for n in range(WORKFLOWS):

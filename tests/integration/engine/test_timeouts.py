@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
+from typing import Any
 
-from cadenza.sdk import Worker
+import pytest
+
+from cadenza.engine import TaskToken
+from cadenza.history import ShardOwnershipLostError
+from cadenza.sdk import Client, Worker
 from cadenza.sdk.testing import WorkflowEnvironment
 from tests.integration.engine import workflows as w
 
@@ -42,3 +48,55 @@ async def test_heartbeat_details_reach_the_next_attempt(real_env: WorkflowEnviro
     assert attempt == 2
     assert start == 3
     assert seen == [3, 4]
+
+
+class _LosesFirstCompletion:
+    """The engine, except that the first activity completion finds the shard gone (as when
+    another server took it between the poll and the completion)."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self.lost = 0
+        self.failed = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    async def complete_activity(self, token: TaskToken, result: Any, **kwargs: Any) -> Any:
+        if not self.lost:
+            self.lost += 1
+            raise ShardOwnershipLostError(token.shard_id, 7)
+        return await self._engine.complete_activity(token, result, **kwargs)
+
+    async def fail_activity(self, token: TaskToken, failure: Any, **kwargs: Any) -> Any:
+        self.failed += 1
+        return await self._engine.fail_activity(token, failure, **kwargs)
+
+
+async def test_a_completion_the_engine_refuses_is_retried_by_the_timeout_not_failed(
+    real_env: WorkflowEnvironment, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = real_env
+    key = uuid.uuid4().hex
+    service = _LosesFirstCompletion(env.client.service)
+    caplog.set_level(logging.WARNING, logger="cadenza.sdk.worker")
+    async with Worker(
+        Client(service),
+        task_queue="t",
+        workflows=[w.QuickActivityWorkflow],
+        activities=[w.count_attempt],
+    ):
+        result = await env.client.execute_workflow(
+            w.QuickActivityWorkflow.run, key, id="refused", task_queue="t"
+        )
+    # Attempt 1 ran and succeeded, its completion was refused; it was not reported as failed,
+    # and the start-to-close timeout ran attempt 2.
+    assert result == 2
+    assert service.failed == 0
+    history = await env.client.get_workflow_handle("refused").fetch_history()
+    types = [e.event_type for e in history]
+    assert "activity_task_failed" not in types
+    assert types.count("activity_task_timed_out") == 1
+    refused = [r for r in caplog.records if "reporting activity" in r.getMessage()]
+    assert len(refused) == 1
+    assert "ownership lost" in refused[0].getMessage()

@@ -55,6 +55,12 @@ async def slow_once(key: str, seconds: float) -> str:
 
 
 @activity.defn
+async def count_attempt(key: str) -> int:
+    ATTEMPTS[key] = ATTEMPTS.get(key, 0) + 1
+    return ATTEMPTS[key]
+
+
+@activity.defn
 async def resumable(key: str, total: int) -> list:
     info = activity.info()
     start = info.heartbeat_details[0] if info.heartbeat_details else 0
@@ -187,6 +193,18 @@ class TimeoutWorkflow:
             slow_once,
             key,
             5.0,
+            start_to_close_timeout=0.5,
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=100)),
+        )
+
+
+@workflow.defn
+class QuickActivityWorkflow:
+    @workflow.run
+    async def run(self, key: str) -> int:
+        return await workflow.execute_activity(
+            count_attempt,
+            key,
             start_to_close_timeout=0.5,
             retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=100)),
         )
