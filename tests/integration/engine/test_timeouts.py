@@ -56,15 +56,15 @@ class _LosesFirstCompletion:
 
     def __init__(self, engine: Any) -> None:
         self._engine = engine
-        self.lost = 0
+        self._refused = False
         self.failed = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
 
     async def complete_activity(self, token: TaskToken, result: Any, **kwargs: Any) -> Any:
-        if not self.lost:
-            self.lost += 1
+        if not self._refused:
+            self._refused = True
             raise ShardOwnershipLostError(token.shard_id, 7)
         return await self._engine.complete_activity(token, result, **kwargs)
 
@@ -83,15 +83,15 @@ async def test_a_completion_the_engine_refuses_is_retried_by_the_timeout_not_fai
     async with Worker(
         Client(service),
         task_queue="t",
-        workflows=[w.QuickActivityWorkflow],
-        activities=[w.count_attempt],
+        workflows=[w.TimeoutWorkflow],
+        activities=[w.slow_once],
     ):
         result = await env.client.execute_workflow(
-            w.QuickActivityWorkflow.run, key, id="refused", task_queue="t"
+            w.TimeoutWorkflow.run, key, 0.0, id="refused", task_queue="t"
         )
     # Attempt 1 ran and succeeded, its completion was refused; it was not reported as failed,
     # and the start-to-close timeout ran attempt 2.
-    assert result == 2
+    assert result == "attempt 2"
     assert service.failed == 0
     history = await env.client.get_workflow_handle("refused").fetch_history()
     types = [e.event_type for e in history]

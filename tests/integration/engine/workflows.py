@@ -55,12 +55,6 @@ async def slow_once(key: str, seconds: float) -> str:
 
 
 @activity.defn
-async def count_attempt(key: str) -> int:
-    ATTEMPTS[key] = ATTEMPTS.get(key, 0) + 1
-    return ATTEMPTS[key]
-
-
-@activity.defn
 async def resumable(key: str, total: int) -> list:
     info = activity.info()
     start = info.heartbeat_details[0] if info.heartbeat_details else 0
@@ -188,23 +182,11 @@ class BadArgumentsWorkflow:
 @workflow.defn
 class TimeoutWorkflow:
     @workflow.run
-    async def run(self, key: str) -> str:
+    async def run(self, key: str, first_attempt_seconds: float = 5.0) -> str:
         return await workflow.execute_activity(
             slow_once,
             key,
-            5.0,
-            start_to_close_timeout=0.5,
-            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=100)),
-        )
-
-
-@workflow.defn
-class QuickActivityWorkflow:
-    @workflow.run
-    async def run(self, key: str) -> int:
-        return await workflow.execute_activity(
-            count_attempt,
-            key,
+            first_attempt_seconds,
             start_to_close_timeout=0.5,
             retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=100)),
         )
