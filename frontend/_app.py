@@ -31,7 +31,7 @@ from cadenza.frontend import (
 from cadenza.frontend._metrics import METRICS, Metrics, metrics_middleware
 from cadenza.frontend._middleware_auth import auth_middleware
 from cadenza.frontend._middleware_errors import errors_middleware
-from cadenza.frontend._middleware_forward import forward_middleware
+from cadenza.frontend._middleware_forward import forward_middleware, forwarding_context
 from cadenza.frontend._state import CLOSING, ENGINE, SETTINGS
 
 log = logging.getLogger("cadenza.frontend")
@@ -91,6 +91,7 @@ def create_app(engine: Engine, settings: Settings | None = None) -> web.Applicat
     app[CLOSING] = asyncio.Event()
     app[METRICS] = Metrics(engine)
     app.cleanup_ctx.append(_lifecycle)
+    app.cleanup_ctx.append(forwarding_context)
     app.on_shutdown.append(_on_shutdown)
     app.on_response_prepare.append(_harden)
     app.add_routes(_api_workflows.routes)

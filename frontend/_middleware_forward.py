@@ -5,18 +5,26 @@ it. When a request's write reaches a server that does not own the shard
 (:class:`ShardOwnershipLostError`), this middleware sends the same request, with the same
 credentials, to the owner's advertised address and returns the owner's answer. Workers and
 clients can therefore talk to any server. A forwarded request carries ``X-Cadenza-Forwarded``
-and is forwarded at most three times (ownership can move again while it travels); while a shard changes hands (no live owner yet) the middleware
-waits briefly for one.
+and is forwarded at most three times (ownership can move again while it travels); while a
+shard changes hands (no live owner yet) the middleware waits briefly for one.
+
+With several servers about half of all writes are forwarded, so a forward must be cheap: the
+owners' addresses come from :class:`OwnerDirectory` (the shard table and the members read at
+most once a second, not per request) and requests go over one pooled keep-alive session per
+app (not a new connection each).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
+from cadenza.engine import Engine
 from cadenza.frontend._state import ENGINE
 from cadenza.history import ShardOwnershipLostError
 
@@ -28,22 +36,66 @@ _MAX_HOPS = 3
 _PAUSE = 0.25
 _TIMEOUT = aiohttp.ClientTimeout(total=20, connect=5)
 _HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
+DIRECTORY_TTL_S = 1.0
+"""How long the owners read from the database are trusted (a miss or a failed forward reads
+them again at once)."""
 
 
-async def _owner_address(request: web.Request, shard_id: int) -> str | None:
-    engine = request.app[ENGINE]
-    now = engine.clock.now_ms()
-    for row in await engine.store.shard_table():
-        if row["shard_id"] != shard_id:
-            continue
-        owner = row["owner"]
-        if owner is None or row["lease_until_ms"] < now:
-            return None
-        if owner == engine.owner:
-            return ""
+class OwnerDirectory:
+    """Where each shard's owner listens, read from the shard table and the live members and
+    kept for :data:`DIRECTORY_TTL_S`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._addresses: dict[int, str | None] = {}
+        self._read_at = -float("inf")
+        self._refresh: asyncio.Lock = asyncio.Lock()
+
+    def forget(self) -> None:
+        """Read the owners again on the next look-up (a forward failed or found no owner)."""
+        self._read_at = -float("inf")
+
+    async def address(self, shard_id: int) -> str | None:
+        """``""`` if this server owns the shard, the owner's URL, or None while the shard has
+        no live owner."""
+        if time.monotonic() - self._read_at > DIRECTORY_TTL_S:
+            async with self._refresh:
+                if time.monotonic() - self._read_at > DIRECTORY_TTL_S:
+                    await self._read()
+        return self._addresses.get(shard_id)
+
+    async def _read(self) -> None:
+        engine = self._engine
+        now = engine.clock.now_ms()
         members = await engine.store.live_members(0)
-        return members.get(owner) or None
-    return None
+        addresses: dict[int, str | None] = {}
+        for row in await engine.store.shard_table():
+            owner = row["owner"]
+            if owner is None or row["lease_until_ms"] < now:
+                addresses[row["shard_id"]] = None
+            elif owner == engine.owner:
+                addresses[row["shard_id"]] = ""
+            else:
+                addresses[row["shard_id"]] = members.get(owner) or None
+        self._addresses = addresses
+        self._read_at = time.monotonic()
+
+
+DIRECTORY = web.AppKey("cadenza_owner_directory", OwnerDirectory)
+SESSION = web.AppKey("cadenza_forward_session", aiohttp.ClientSession)
+
+
+async def forwarding_context(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx`` of the app: the owner directory and the session forwards go over."""
+    app[DIRECTORY] = OwnerDirectory(app[ENGINE])
+    session = aiohttp.ClientSession(
+        timeout=_TIMEOUT, connector=aiohttp.TCPConnector(limit=64), auto_decompress=False
+    )
+    app[SESSION] = session
+    try:
+        yield
+    finally:
+        await session.close()
 
 
 @web.middleware
@@ -56,9 +108,15 @@ async def forward_middleware(request: web.Request, handler) -> web.StreamRespons
         if int(request.headers.get(FORWARDED, "0") or 0) >= _MAX_HOPS:
             raise
         shard_id = lost.shard_id
-    for _ in range(_ATTEMPTS):
-        address = await _owner_address(request, shard_id)
+    directory = request.app[DIRECTORY]
+    for attempt in range(_ATTEMPTS):
+        if attempt:
+            directory.forget()
+        address = await directory.address(shard_id)
         if address == "":
+            if attempt == 0:
+                # The cached view says ours, but the write was just refused: look again.
+                continue
             # We own it now (taken while we looked): run it here.
             return await handler(request)
         if address:
@@ -75,16 +133,16 @@ async def _proxy(request: web.Request, address: str, body: bytes) -> web.Respons
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
     headers[FORWARDED] = str(int(request.headers.get(FORWARDED, "0") or 0) + 1)
     url = address.rstrip("/") + request.path_qs
-    async with (
-        aiohttp.ClientSession(timeout=_TIMEOUT) as session,
-        session.request(request.method, url, data=body, headers=headers) as response,
-    ):
+    async with request.app[SESSION].request(
+        request.method, url, data=body, headers=headers
+    ) as response:
         payload = await response.read()
         log.debug(
             "forwarded %s %s to %s: %d", request.method, request.path, address, response.status
         )
         out = web.Response(status=response.status, body=payload)
-        content_type = response.headers.get("Content-Type")
-        if content_type:
-            out.headers["Content-Type"] = content_type
+        for name in ("Content-Type", "Content-Encoding"):
+            value = response.headers.get(name)
+            if value:
+                out.headers[name] = value
         return out

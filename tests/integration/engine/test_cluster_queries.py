@@ -6,6 +6,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 
+import psycopg
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -85,3 +86,36 @@ async def test_query_through_a_server_its_worker_does_not_poll(cluster) -> None:
     finally:
         await polled.close()
         await asking.close()
+
+
+async def test_starts_through_one_server_are_written_by_each_shard_owner(cluster) -> None:
+    """Every start goes to server 0; those of server 1's shards are forwarded there (over the
+    pooled session, with the cached owner directory) and written by server 1 alone."""
+    first, second = cluster[0][0], cluster[1][0]
+    ids = [f"fwd-{i}" for i in range(24)]
+    remote_shards = set(second.shards.owned())
+    assert any(shard_for("default", i, 4) in remote_shards for i in ids)
+    client = Client(RemoteService(cluster[0][1]))
+    try:
+        async with Worker(client, task_queue="fwd", workflows=[w.SignalWorkflow]):
+            handles = await asyncio.gather(
+                *(client.start_workflow(w.SignalWorkflow.run, id=i, task_queue="fwd") for i in ids)
+            )
+            for handle in handles:
+                await handle.signal(w.SignalWorkflow.finish)
+            assert [await h.result() for h in handles] == [[] for _ in ids]
+    finally:
+        await client.close()
+    dsn = first.settings.database_url
+    with psycopg.connect(dsn.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        rows = conn.execute(
+            "SELECT e.workflow_id, v.writer FROM events v JOIN executions e"
+            " ON e.shard_id = v.shard_id AND e.run_id = v.run_id WHERE e.workflow_id LIKE 'fwd-%'"
+        ).fetchall()
+    writers: dict[str, set[str]] = {}
+    for workflow_id, writer in rows:
+        writers.setdefault(workflow_id, set()).add(writer)
+    assert set(writers) == set(ids)
+    for workflow_id, seen in writers.items():
+        expected = second if shard_for("default", workflow_id, 4) in remote_shards else first
+        assert seen == {expected.owner}, workflow_id
