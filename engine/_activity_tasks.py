@@ -142,6 +142,8 @@ class ActivityTaskOps:
         return None
 
     async def _current_activity(self: Engine, token: TaskToken) -> TaskRecord | None:
+        # Another server's shard: refuse before reading anything (the request is forwarded).
+        self.range_id(token.shard_id)
         task = await self.leased_task(
             token.shard_id, activity_task_id(token.run_id, token.scheduled_event_id), token.attempt
         )

@@ -310,6 +310,8 @@ class WorkflowTaskOps:
         return await self.store.get_task(shard_id, task_id)
 
     async def _current_wt(self: Engine, token: TaskToken) -> TaskRecord:
+        # Another server's shard: refuse before reading anything (the request is forwarded).
+        self.range_id(token.shard_id)
         task = await self.leased_task(token.shard_id, workflow_task_id(token.run_id), token.attempt)
         if (
             task is None

@@ -9,6 +9,7 @@ by :mod:`cadenza.frontend._middleware_errors`; see ``docs/api.md`` for every rou
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import quote
 
@@ -36,15 +37,20 @@ from cadenza.frontend._wire import (
     QueryResponse,
     ResultResponse,
     SignalBody,
+    StartResult,
     StartWorkflowBody,
+    StartWorkflowsBody,
+    StartWorkflowsResponse,
     TerminateBody,
     VerifyResponse,
     WorkflowList,
     check_json_array,
     decode_body,
     encode,
+    problem_from_error,
 )
 from cadenza.history import (
+    CadenzaError,
     ExecutionRecord,
     Failure,
     HistoryEvent,
@@ -118,6 +124,37 @@ async def start_workflow(request: web.Request) -> web.Response:
         content_type="application/json",
         headers={"Location": location},
     )
+
+
+MAX_STARTS_PER_REQUEST = 100
+
+
+@routes.post(API_PREFIX + "/workflows/start-many")
+async def start_workflows(request: web.Request) -> web.Response:
+    """Start several executions. Each start is made on its own (those that arrive together
+    share a group-commit transaction) and answered on its own: a refused one (already
+    started, a bad field, a shard of another server) has its problem detail in its result and
+    never fails the others."""
+    body: StartWorkflowsBody = await _body(request, StartWorkflowsBody)
+    count = len(body.starts)
+    if not 1 <= count <= MAX_STARTS_PER_REQUEST:
+        raise InvalidArgumentError(
+            "starts", f"must hold 1 to {MAX_STARTS_PER_REQUEST} starts, got {count}"
+        )
+    engine = request.app[ENGINE]
+
+    async def one(item: StartWorkflowBody) -> StartResult:
+        try:
+            check_json_array("input", item.input)
+            start = item.to_request()
+            if not start.identity:
+                start = msgspec.structs.replace(start, identity=_identity(request, ""))
+            return StartResult(run=await engine.start_workflow(start))
+        except CadenzaError as exc:
+            return StartResult(problem=problem_from_error(exc, instance=request.path))
+
+    results = await asyncio.gather(*(one(item) for item in body.starts))
+    return json_response(StartWorkflowsResponse(results=list(results)))
 
 
 @routes.get(_WF)

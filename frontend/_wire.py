@@ -25,6 +25,7 @@ from cadenza.engine import (
     Command,
     StaleTaskError,
     StartWorkflowRequest,
+    StartWorkflowResponse,
     TaskToken,
     WorkflowTaskInfo,
 )
@@ -166,6 +167,14 @@ class StartWorkflowBody(StartWorkflowRequest, forbid_unknown_fields=True):
         if self.trigger is not None:
             fields["trigger"] = TriggerInfo(**msgspec.structs.asdict(self.trigger))
         return StartWorkflowRequest(**fields)
+
+
+class StartWorkflowsBody(_Body, kw_only=True):
+    """``POST /api/v1/workflows/start-many``: several starts at once (1 to 100), each made on
+    its own as by ``POST /api/v1/workflows``; the answer has one :class:`StartResult` per
+    start, in order."""
+
+    starts: list[StartWorkflowBody]
 
 
 class SignalBody(_Body, kw_only=True):
@@ -434,6 +443,21 @@ class CompletionResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=
 
     outcome: str | None = None
     problem: Problem | None = None
+
+
+class StartResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One start of a ``start-many``: the run it started or found (``started`` says which), or
+    the ``problem`` that refused it (already started, a bad field …); one refused start never
+    fails the others."""
+
+    run: StartWorkflowResponse | None = None
+    problem: Problem | None = None
+
+
+class StartWorkflowsResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """The results of a ``start-many``, in the order of its starts."""
+
+    results: list[StartResult]
 
 
 class CompleteWorkflowTasksResponse(msgspec.Struct, frozen=True, kw_only=True):

@@ -78,6 +78,7 @@ from cadenza.frontend._wire import (
     ResultReply,
     ServerError,
     SignalBody,
+    StartWorkflowsResponse,
     TerminateBody,
     WorkflowList,
     WorkflowTaskBatch,
@@ -127,6 +128,7 @@ _LIST_FILTERS = frozenset(
 
 _STREAM_ABOVE = 1024 * 1024
 _COMPLETIONS_PER_REQUEST = 64  # the server takes up to 100
+_STARTS_PER_REQUEST = 64  # the server takes up to 100
 
 
 class ServerUnavailableError(CadenzaError):
@@ -187,6 +189,9 @@ class RemoteService(RemoteJobs):
         self._completions = Coalescer[CompleteWorkflowTaskBody, str](
             self._complete_many, max_batch=_COMPLETIONS_PER_REQUEST
         )
+        self._starts = Coalescer[StartWorkflowRequest, StartWorkflowResponse](
+            self._start_many, max_batch=_STARTS_PER_REQUEST
+        )
 
     # ------------------------------------------------------------------ plumbing
 
@@ -204,6 +209,7 @@ class RemoteService(RemoteJobs):
         """Close the HTTP session; calls after this raise RuntimeError (idempotent)."""
         self._closed = True
         await self._completions.close()
+        await self._starts.close()
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
@@ -313,8 +319,29 @@ class RemoteService(RemoteJobs):
     # ------------------------------------------------------------------ client operations
 
     async def start_workflow(self, request: StartWorkflowRequest) -> StartWorkflowResponse:
-        """Start an execution (``POST /api/v1/workflows``)."""
-        return await self._post(StartWorkflowResponse, f"{API_PREFIX}/workflows", request)
+        """Start an execution.
+
+        Starts made while others are on their way travel together in the next request
+        (``POST /api/v1/workflows/start-many``); each is still made and answered on its own.
+        """
+        try:
+            return await self._starts.call(request)
+        except ShardOwnershipLostError:
+            # Another server owns the workflow id's shard: the single route is forwarded there.
+            return await self._post(StartWorkflowResponse, f"{API_PREFIX}/workflows", request)
+
+    async def _start_many(
+        self, items: Sequence[StartWorkflowRequest]
+    ) -> list[StartWorkflowResponse | BaseException]:
+        reply = await self._post(
+            StartWorkflowsResponse, f"{API_PREFIX}/workflows/start-many", {"starts": list(items)}
+        )
+        return [
+            error_from_problem(r.problem)
+            if r.problem is not None
+            else r.run or ServerUnavailableError("start-many answered neither a run nor a problem")
+            for r in reply.results
+        ]
 
     async def signal_workflow(
         self,

@@ -363,6 +363,10 @@ class Cluster:
     def cpu(self) -> float:
         return sum(proc.cpu() for proc in self.procs())
 
+    def cpu_split(self) -> tuple[float, float]:
+        """CPU seconds of the servers and of the workers so far."""
+        return sum(p.cpu() for p in self.servers), sum(p.cpu() for p in self.workers)
+
     def note_rss(self) -> None:
         for proc in self.procs():
             proc.note_rss()
@@ -500,6 +504,10 @@ class Throughput:
     workflows_per_s: float = 0.0
     steps_per_s: float = 0.0
     app_cpu_ms_per_wf: float = 0.0
+    server_cpu_ms_per_wf: float = 0.0
+    worker_cpu_ms_per_wf: float = 0.0
+    server_busy_pct: float = 0.0
+    worker_busy_pct: float = 0.0
     pg_cpu_ms_per_wf: float | None = None
     machine_busy_pct: float = 0.0
     other_busy_pct: float = 0.0
@@ -547,6 +555,7 @@ async def cluster_throughput(
         pg_cpu = PgCpu(pg_dbname)
         pg_cpu.start()
         app_cpu0 = cluster.cpu()
+        split0 = cluster.cpu_split()
         busy0 = machine_busy_seconds()
         t0 = time.perf_counter()
         starters = [asyncio.create_task(starter()) for _ in range(STARTERS)]
@@ -573,6 +582,7 @@ async def cluster_throughput(
                 break
         out.wall_seconds = time.perf_counter() - t0
         app_cpu = cluster.cpu() - app_cpu0
+        split = [b - a for a, b in zip(split0, cluster.cpu_split(), strict=True)]
         busy = machine_busy_seconds() - busy0
         pg_seconds = pg_cpu.seconds() if pg_dbname else None
         for task in starters:
@@ -590,6 +600,11 @@ async def cluster_throughput(
         out.workflows_per_s = work / out.wall_seconds
         out.steps_per_s = 3 * out.workflows_per_s
         out.app_cpu_ms_per_wf = 1000 * app_cpu / done
+        out.server_cpu_ms_per_wf = 1000 * split[0] / done
+        out.worker_cpu_ms_per_wf = 1000 * split[1] / done
+        # Per process: a process at 100 % is the bottleneck (its event loop is one thread).
+        out.server_busy_pct = 100 * split[0] / (out.wall_seconds * max(1, cluster.n_servers))
+        out.worker_busy_pct = 100 * split[1] / (out.wall_seconds * max(1, cluster.n_workers))
         out.pg_cpu_ms_per_wf = None if pg_seconds is None else 1000 * pg_seconds / done
         cores = os.cpu_count() or 1
         out.machine_busy_pct = 100 * busy / (out.wall_seconds * cores)
@@ -1195,6 +1210,22 @@ def render(results: Results, plan: Plan) -> str:
             f"{fmt(row.get('pg_cpu_ms_per_wf')):>7} {mem:>17} "
             f"{fmt(row.get('machine_busy_pct'), 0):>4}/{other:<5}"
         )
+    split = [
+        (key.split("|"), row)
+        for key, row in results.throughput.items()
+        if not key.startswith("DBOS") and row.get("server_cpu_ms_per_wf")
+    ]
+    if split:
+        out.append(
+            "  Cadenza CPU by process: ms/wf, and % of one core per process (a process near"
+            " 100 % is the bottleneck)"
+        )
+        for (_, backend, topo), row in split:
+            out.append(
+                f"    {backend:<11} {topo:<20} server {fmt(row['server_cpu_ms_per_wf']):>5} ms"
+                f" ({fmt(row.get('server_busy_pct'), 0)} %), worker"
+                f" {fmt(row['worker_cpu_ms_per_wf']):>5} ms ({fmt(row.get('worker_busy_pct'), 0)} %)"
+            )
     if any(row.get("capped") for row in results.throughput.values()):
         out.append(
             "  * capped: not all completed within the cap. Cadenza: wf/s = events appended to the "

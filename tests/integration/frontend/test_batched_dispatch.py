@@ -219,3 +219,79 @@ async def test_worker_rejects_a_bad_tasks_per_poll(engine: Engine) -> None:
                 workflow_tasks_per_poll=bad,
             )
         assert info.value.field == "workflow_tasks_per_poll"
+
+
+async def test_start_many_answers_each_start_on_its_own(
+    serve, http: aiohttp.ClientSession, engine: Engine
+) -> None:
+    url = await serve()
+    start = {"workflow_type": "Idle", "task_queue": "sq"}
+    body = {
+        "starts": [
+            {**start, "workflow_id": "s-1", "input": [1]},
+            {**start, "workflow_id": "s-1"},  # the same id again: only one may run
+            {**start, "workflow_id": "s-2", "input": {"not": "an array"}},
+            {**start, "workflow_id": "s-3"},
+        ]
+    }
+    async with http.post(url + "/api/v1/workflows/start-many", json=body) as r:
+        assert r.status == 200
+        results = (await r.json())["results"]
+    assert len(results) == 4, results
+    # The two starts of s-1 run concurrently: either may win, the other is refused.
+    won, lost = sorted(results[:2], key=lambda r: "problem" in r)
+    assert won["run"]["started"] is True and results[3]["run"]["started"] is True
+    assert lost["problem"]["status"] == 409
+    assert lost["problem"]["type"].endswith("WorkflowAlreadyStartedError")
+    assert results[2]["problem"]["status"] == 400 and results[2]["problem"]["field"] == "input"
+    # What was started is there; the refused starts left nothing behind.
+    first = await engine.describe_workflow("default", "s-1")
+    assert first.run_id == won["run"]["run_id"] and first.status == "running"
+    assert (await engine.describe_workflow("default", "s-3")).status == "running"
+    listed = await engine.list_workflows("default", workflow_id="s-1")
+    assert len(listed) == 1
+    assert not await engine.list_workflows("default", workflow_id="s-2")
+
+
+async def test_start_many_rejects_empty_and_oversized_batches(
+    serve, http: aiohttp.ClientSession
+) -> None:
+    url = await serve()
+    one = {"workflow_id": "x", "workflow_type": "Idle", "task_queue": "sq"}
+    for count in (0, 101):
+        async with http.post(
+            url + "/api/v1/workflows/start-many", json={"starts": [one] * count}
+        ) as r:
+            assert r.status == 400
+            problem = await r.json()
+        assert problem["field"] == "starts" and str(count) in problem["reason"]
+    async with http.post(
+        url + "/api/v1/workflows/start-many", json={"starts": [{**one, "surprise": 1}]}
+    ) as r:
+        assert r.status == 400
+        problem = await r.json()
+    assert "surprise" in problem["field"] and problem["reason"] == "unknown field", problem
+
+
+async def test_concurrent_starts_of_a_client_travel_together(serve, engine: Engine) -> None:
+    url = await serve(worker_token=TOKEN)
+    count = 60
+    async with RemoteService(url, token=TOKEN) as service:
+        runs = await asyncio.gather(
+            *(
+                service.start_workflow(
+                    StartWorkflowRequest(
+                        workflow_id=f"c-{i}", workflow_type="Idle", task_queue="cq"
+                    )
+                )
+                for i in range(count)
+            )
+        )
+    assert [r.workflow_id for r in runs] == [f"c-{i}" for i in range(count)]
+    assert all(r.started for r in runs) and len({r.run_id for r in runs}) == count
+    for r in runs[:5]:
+        assert (await engine.describe_workflow("default", r.workflow_id)).run_id == r.run_id
+    batches = await _requests(url, "/api/v1/workflows/start-many")
+    singles = await _requests(url, "/api/v1/workflows")
+    # At most two requests in flight: the 60 starts go in a few requests, none alone.
+    assert 0 < batches < count / 4 and singles == 0
