@@ -28,6 +28,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--module", "-m", action="append", default=[], required=True)
     parser.add_argument("--task-queue", "-q", default="default")
     parser.add_argument("--max-activities", type=int, default=100)
+    parser.add_argument(
+        "--max-workflow-tasks",
+        type=int,
+        default=50,
+        help="workflow tasks run at once (default 50)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -54,6 +60,7 @@ async def run(args: argparse.Namespace) -> int:
             workflows=workflows,
             activities=activities,
             max_concurrent_activities=args.max_activities,
+            max_concurrent_workflow_tasks=args.max_workflow_tasks,
         ):
             await stop.wait()
     finally:

@@ -335,7 +335,7 @@ class Cluster:
         for i in range(self.n_workers):
             url = self.urls[i % len(self.urls)]
             argv = [*cli, "worker", "--server", url, "--token", self.token]
-            argv += ["--module", str(CADENZA_SIDE)]
+            argv += ["--module", str(CADENZA_SIDE)] + os.environ.get("BENCH_WORKER_ARGS", "").split()
             self.workers.append(Proc(f"worker{i}-{tag}", argv, self._env(), self.logdir))
 
     def _wait_healthy(self, proc: Proc, url: str, timeout: float = 60.0) -> None:
