@@ -8,10 +8,14 @@ The order of kinds is the order a single write needs (a closing write purges the
 before inserting what follows the close), and the writes of a batch are of different runs, so
 their rows never meet; a batch with two writes of one run sends them one after the other.
 
-Each compare-and-swap is its own ``UPDATE … WHERE next_event_id = expected``, whose row count
-says whether that write won; :meth:`BatchRows.check` reads them once the results are in. (One
-``UPDATE … FROM unnest(arrays)`` for the whole batch was tried: psycopg's array dumping costs
-more than it saves at the batch sizes a server sees.)
+On PostgreSQL each kind is one statement whose only parameter is its rows as one JSON array
+(``json_to_recordset``; see :meth:`DriverConnection.submit_rows`): psycopg's cost per
+statement parameter, not the database, was most of what a row cost. The compare-and-swaps are
+one ``UPDATE … FROM json_to_recordset(…) WHERE next_event_id = expected RETURNING`` and the
+guarded creates one ``INSERT … SELECT … WHERE NOT EXISTS … RETURNING``; :meth:`BatchRows.check`
+names the writes whose keys did not come back. (Per-parameter ``VALUES`` lists and
+``unnest(arrays)`` were tried before: both cost more in psycopg than they saved.) On SQLite, in
+process, each kind is one ``executemany`` and each compare-and-swap its own statement.
 """
 
 from __future__ import annotations
@@ -70,8 +74,7 @@ _SKIP_CONFLICT = "ON CONFLICT DO NOTHING"
 _EXECUTION_COLUMNS = tuple(_columns(t.executions))
 _EVENT_COLUMNS = tuple(_columns(t.events))
 _TASK_COLUMNS = tuple(_columns(t.tasks))
-_TIMER_COLUMNS = tuple(_columns(t.timers))
-INSERT_TIMER = _insert(t.timers)
+TIMER_COLUMNS = tuple(_columns(t.timers))
 _PURGE_TASKS = _delete_by(t.tasks, "run_id")
 _PURGE_TIMERS = _delete_by(t.timers, "run_id")
 _DELETE_TASK = _delete_by(t.tasks, "task_id")
@@ -83,6 +86,40 @@ _CAS = (
 )
 _UPDATE_EXECUTION = DriverSql(_CAS.format(sticky=""))
 _UPDATE_EXECUTION_STICKY = DriverSql(_CAS.format(sticky=", sticky_worker = :sticky_worker"))
+
+# PostgreSQL: one statement per kind, its rows in one JSON parameter.
+_PG_CAS = (
+    "UPDATE executions AS x SET status = v.status, close_time_ms = v.close_time_ms,"
+    " next_event_id = v.next_event_id, last_hash = v.last_hash, state = v.state,"
+    " sticky_worker = CASE WHEN v.set_sticky THEN v.sticky_worker ELSE x.sticky_worker END"
+    " FROM json_to_recordset(%s::json) AS v(shard_id integer, run_id text, expected integer,"
+    " status text, close_time_ms bigint, next_event_id integer, last_hash text, state text,"
+    " sticky_worker text, set_sticky boolean)"
+    " WHERE x.shard_id = v.shard_id AND x.run_id = v.run_id AND x.next_event_id = v.expected"
+    " RETURNING x.shard_id, x.run_id"
+)
+_PG_GUARDED_CREATE = (
+    f"INSERT INTO executions ({', '.join(_EXECUTION_COLUMNS)})"
+    f" SELECT {', '.join('v.' + c for c in _EXECUTION_COLUMNS)}"
+    " FROM json_populate_recordset(NULL::executions, %s::json) AS v WHERE NOT EXISTS"
+    " (SELECT 1 FROM executions x WHERE x.shard_id = v.shard_id"
+    " AND x.namespace = v.namespace AND x.workflow_id = v.workflow_id)"
+    " RETURNING shard_id, run_id"
+)
+
+
+def _pg_delete(table: str, key: str) -> str:
+    return (
+        f"DELETE FROM {table} AS x USING json_to_recordset(%s::json)"
+        f" AS v(shard_id integer, {key} text)"
+        f" WHERE x.shard_id = v.shard_id AND x.{key} = v.{key}"
+    )
+
+
+_PG_PURGE_TASKS = _pg_delete("tasks", "run_id")
+_PG_PURGE_TIMERS = _pg_delete("timers", "run_id")
+_PG_DELETE_TASK = _pg_delete("tasks", "task_id")
+_PG_DELETE_TIMER = _pg_delete("timers", "timer_key")
 
 
 def distinct_runs(writes: Sequence[ExecutionWrite]) -> bool:
@@ -105,9 +142,13 @@ class BatchRows:
         self._timer_row = timer_row
         self._task_update = task_update
         self._cas: list[tuple[Submitted, ExecutionWrite]] = []
+        # PostgreSQL: one statement for many writes; the keys it returns are the winners.
+        self._cas_sets: list[tuple[Submitted, list[ExecutionWrite]]] = []
+        self._writes: Sequence[ExecutionWrite] = ()
 
     async def send(self, writes: Sequence[ExecutionWrite]) -> None:
         """Send every row of ``writes`` (inside the batch's transaction and pipeline)."""
+        self._writes = writes
         creates: list[dict[str, Any]] = []
         guarded: list[tuple[dict[str, Any], ExecutionWrite]] = []
         updates: list[tuple[dict[str, Any], ExecutionWrite]] = []
@@ -176,27 +217,84 @@ class BatchRows:
             timers += [self._timer_row(timer) for timer in w.timers_insert]
         # Updates before inserts: a continue-as-new closes the old run in the same batch as it
         # creates the new one, and only one run of a workflow id may be running.
-        for row, w in updates:
-            statement = _UPDATE_EXECUTION_STICKY if w.set_sticky else _UPDATE_EXECUTION
-            self._cas.append((await self._driver.submit(statement, row), w))
-        await self._driver.insert_rows("executions", _EXECUTION_COLUMNS, creates)
-        for row, w in guarded:
-            self._cas.append((await self._driver.submit(INSERT_EXECUTION_IF_ID_UNUSED, row), w))
-        await self._driver.insert_rows("events", _EVENT_COLUMNS, events, _SKIP_CONFLICT)
-        await self._driver.execute_many(_PURGE_TASKS, purges)
-        await self._driver.execute_many(_PURGE_TIMERS, purges)
-        await self._driver.execute_many(_DELETE_TASK, task_deletes)
+        if self._driver.postgresql:
+            await self._send_postgresql(
+                updates, creates, guarded, events, purges, task_deletes, tasks, timer_deletes
+            )
+        else:
+            for row, w in updates:
+                statement = _UPDATE_EXECUTION_STICKY if w.set_sticky else _UPDATE_EXECUTION
+                self._cas.append((await self._driver.submit(statement, row), w))
+            await self._driver.insert_rows("executions", _EXECUTION_COLUMNS, creates)
+            for row, w in guarded:
+                self._cas.append((await self._driver.submit(INSERT_EXECUTION_IF_ID_UNUSED, row), w))
+            await self._driver.insert_rows("events", _EVENT_COLUMNS, events, _SKIP_CONFLICT)
+            await self._driver.execute_many(_PURGE_TASKS, purges)
+            await self._driver.execute_many(_PURGE_TIMERS, purges)
+            await self._driver.execute_many(_DELETE_TASK, task_deletes)
+            await self._update_tasks(writes)
+            await self._driver.insert_rows("tasks", _TASK_COLUMNS, tasks)
+            await self._driver.execute_many(_DELETE_TIMER, timer_deletes)
+        await self._driver.insert_rows("timers", TIMER_COLUMNS, timers)
+
+    async def _update_tasks(self, writes: Sequence[ExecutionWrite]) -> None:
         for w in writes:
             for change in w.tasks_update:
                 await self._task_update(self._driver, w.shard_id, change)
-        await self._driver.insert_rows("tasks", _TASK_COLUMNS, tasks)
-        await self._driver.execute_many(_DELETE_TIMER, timer_deletes)
-        await self._driver.insert_rows("timers", _TIMER_COLUMNS, timers)
 
-    def check(self) -> None:
+    async def _send_postgresql(
+        self,
+        updates: list[tuple[dict[str, Any], ExecutionWrite]],
+        creates: list[dict[str, Any]],
+        guarded: list[tuple[dict[str, Any], ExecutionWrite]],
+        events: list[dict[str, Any]],
+        purges: list[dict[str, Any]],
+        task_deletes: list[dict[str, Any]],
+        tasks: list[dict[str, Any]],
+        timer_deletes: list[dict[str, Any]],
+    ) -> None:
+        driver = self._driver
+        if updates:
+            for row, w in updates:
+                row["set_sticky"] = w.set_sticky
+            submitted = await driver.submit_rows(_PG_CAS, [row for row, _ in updates])
+            self._cas_sets.append((submitted, [w for _, w in updates]))
+        await driver.insert_rows("executions", _EXECUTION_COLUMNS, creates)
+        if guarded:
+            # Two starts of one id in one statement would both pass NOT EXISTS (and collide
+            # on the unique index): a repeated id goes in a statement of its own, after.
+            first: list[tuple[dict[str, Any], ExecutionWrite]] = []
+            again: list[tuple[dict[str, Any], ExecutionWrite]] = []
+            seen: set[tuple[int, str, str]] = set()
+            for row, w in guarded:
+                key = (w.shard_id, w.namespace, w.workflow_id)
+                (again if key in seen else first).append((row, w))
+                seen.add(key)
+            submitted = await driver.submit_rows(_PG_GUARDED_CREATE, [row for row, _ in first])
+            self._cas_sets.append((submitted, [w for _, w in first]))
+            for row, w in again:
+                submitted = await driver.submit_rows(_PG_GUARDED_CREATE, [row])
+                self._cas_sets.append((submitted, [w]))
+        await driver.insert_rows("events", _EVENT_COLUMNS, events, _SKIP_CONFLICT)
+        for sql, rows in (
+            (_PG_PURGE_TASKS, purges),
+            (_PG_PURGE_TIMERS, purges),
+            (_PG_DELETE_TASK, task_deletes),
+        ):
+            if rows:
+                await driver.submit_rows(sql, rows)
+        await self._update_tasks(self._writes)
+        await driver.insert_rows("tasks", _TASK_COLUMNS, tasks)
+        if timer_deletes:
+            await driver.submit_rows(_PG_DELETE_TIMER, timer_deletes)
+
+    async def check(self) -> None:
         """Raise :class:`ConditionFailedError` if a write lost its compare-and-swap (call it
         once the statements' results are in)."""
         lost = [w for submitted, w in self._cas if submitted.rowcount != 1]
+        for submitted, group in self._cas_sets:
+            won = {(int(shard_id), str(run_id)) for shard_id, run_id in await submitted.rows()}
+            lost += [w for w in group if (w.shard_id, w.run_id) not in won]
         if not lost:
             return
         w = lost[0]

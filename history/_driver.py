@@ -21,6 +21,7 @@ import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
@@ -74,6 +75,11 @@ class DriverConnection:
         self._postgresql = dialect == "postgresql"
         self._driver = driver
 
+    @property
+    def postgresql(self) -> bool:
+        """True on PostgreSQL (statements can take their rows as one JSON parameter)."""
+        return self._postgresql
+
     @classmethod
     async def of(cls, conn: AsyncConnection, dialect: str) -> DriverConnection:
         """The driver connection of ``conn`` (checked out and in a transaction or not)."""
@@ -123,29 +129,33 @@ class DriverConnection:
         rows: Sequence[Mapping[str, Any]],
         suffix: str = "",
     ) -> None:
-        """Insert ``rows`` (mappings with every one of ``columns``); ``suffix`` ends each
+        """Insert ``rows`` (mappings with every one of ``columns``); ``suffix`` ends the
         statement (``ON CONFLICT …``).
 
-        On PostgreSQL as multi-row ``INSERT … VALUES (…), (…)``: one statement and one result
-        per chunk instead of one per row, which is most of what a row costs the client. Chunks
-        have power-of-two sizes (at most 64 rows), so only a handful of statement texts recur
-        and psycopg prepares each once. On SQLite (in process) one ``executemany``.
+        On PostgreSQL as one ``INSERT … SELECT … FROM json_populate_recordset(…)`` whose only
+        parameter is the rows as one JSON document (see :meth:`submit_rows`). On SQLite (in
+        process) one ``executemany``.
         """
         if not rows:
             return
         names = tuple(columns)
         if not self._postgresql:
-            await self._driver.executemany(_insert_text(table, names, 1, suffix, False), rows)
+            await self._driver.executemany(_insert_text(table, names, suffix), rows)
             return
-        start = 0
-        while start < len(rows):
-            size = min(_MAX_VALUES_ROWS, 1 << ((len(rows) - start).bit_length() - 1))
-            chunk = rows[start : start + size]
-            start += size
-            params = [row[name] for row in chunk for name in names]
-            await self._driver.cursor().execute(
-                _insert_text(table, names, size, suffix, True), params
-            )
+        await self.submit_rows(_insert_json_text(table, names, suffix), rows)
+
+    async def submit_rows(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> Submitted:
+        """PostgreSQL: send ``sql``, whose one ``%s`` is ``rows`` as a JSON array (read in SQL
+        with ``json_populate_recordset`` / ``json_to_recordset``).
+
+        One parameter for any number of rows: psycopg dumps (and, past 50 parameters,
+        re-parses) every parameter of a statement in Python, so a batch's rows cost far less
+        as one JSON text encoded by orjson, and the statement text stays the same for every
+        batch size (prepared once).
+        """
+        cursor = self._driver.cursor()
+        await cursor.execute(sql, (orjson.dumps(rows).decode(),))
+        return Submitted(cursor)
 
     async def fetch(self, sql: DriverSql, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run a query (or a statement with RETURNING); returns its rows as tuples."""
@@ -159,19 +169,21 @@ class DriverConnection:
         return list(await self._driver.execute_fetchall(sql.sqlite, params))
 
 
-_MAX_VALUES_ROWS = 64
-
-
-@functools.lru_cache(maxsize=256)
-def _insert_text(table: str, names: tuple[str, ...], rows: int, suffix: str, pg: bool) -> str:
-    """``INSERT INTO table (names) VALUES …``: ``rows`` positional tuples for psycopg, or one
-    tuple of ``:name`` parameters for sqlite3's executemany."""
-    if pg:
-        one = "(" + ", ".join(["%s"] * len(names)) + ")"
-        values = ", ".join([one] * rows)
-    else:
-        values = "(" + ", ".join(f":{n}" for n in names) + ")"
+@functools.lru_cache(maxsize=64)
+def _insert_text(table: str, names: tuple[str, ...], suffix: str) -> str:
+    """``INSERT INTO table (names) VALUES (:a, :b …)`` for sqlite3's executemany."""
+    values = "(" + ", ".join(f":{n}" for n in names) + ")"
     return f"INSERT INTO {table} ({', '.join(names)}) VALUES {values} {suffix}".rstrip()
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_json_text(table: str, names: tuple[str, ...], suffix: str) -> str:
+    """``INSERT … SELECT`` of the rows of one JSON parameter, typed as the table's columns."""
+    cols = ", ".join(names)
+    return (
+        f"INSERT INTO {table} ({cols}) SELECT {cols}"
+        f" FROM json_populate_recordset(NULL::{table}, %s::json) {suffix}"
+    ).rstrip()
 
 
 def column_list(columns: Iterable[str]) -> tuple[str, str]:

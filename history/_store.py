@@ -44,7 +44,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.util import greenlet_spawn
 
 from cadenza.history import _tables as t
-from cadenza.history._batch_write import INSERT_TIMER, BatchRows, distinct_runs
+from cadenza.history._batch_write import TIMER_COLUMNS, BatchRows, distinct_runs
 from cadenza.history._driver import DriverConnection, DriverSql
 from cadenza.history._errors import (
     ConditionFailedError,
@@ -757,7 +757,7 @@ class SqlStore:
                     await self._notify_txn(None, notices, driver)
             self._check_fences(fences, await fenced.rows())
             for batch in batches:
-                batch.check()
+                await batch.check()
 
     def _batch_rows(self, driver: DriverConnection) -> BatchRows:
         return BatchRows(driver, self._task_row, self._timer_row, self._submit_task_update)
@@ -864,7 +864,7 @@ class SqlStore:
         caller's transaction (the schedule store's writes)."""
         batch = self._batch_rows(await self._driver(conn))
         await batch.send([change])
-        batch.check()
+        await batch.check()
 
     @staticmethod
     def _task_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -1027,7 +1027,9 @@ class SqlStore:
             if timers_for is not None:
                 timers = [timer for task in claimed for timer in timers_for(task)]
                 if timers:
-                    await driver.execute_many(INSERT_TIMER, [self._timer_row(x) for x in timers])
+                    await driver.insert_rows(
+                        "timers", TIMER_COLUMNS, [self._timer_row(x) for x in timers]
+                    )
                     if notify_for is not None:
                         notices = notify_for(timers)
                         if notices:

@@ -29,7 +29,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,7 @@ from cadenza.history import (
     InvalidArgumentError,
     NonDeterminismError,
     PayloadEncodingError,
+    ShardOwnershipLostError,
     failure_from_exception,
 )
 from cadenza.sdk._converter import encode_value
@@ -62,6 +63,9 @@ if TYPE_CHECKING:
     from cadenza.sdk._client import Client
 
 log = logging.getLogger("cadenza.sdk.worker")
+
+# Pauses between tries of an activity's outcome report (None: the last try).
+_REPORT_RETRY_DELAYS: tuple[float | None, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, None)
 
 
 class _DeadlockError(Exception):
@@ -644,6 +648,23 @@ class Worker:
                 exc,
             )
 
+    async def _report(self, send: Callable[[], Awaitable[Any]]) -> None:
+        """Report an activity's outcome; a transient refusal (the database or the server
+        momentarily unavailable, status 503) is retried for a few seconds before the attempt
+        is left to its timeout. Without this a single "database is locked" on SQLite lost a
+        finished activity's result until its start-to-close timeout."""
+        for delay in _REPORT_RETRY_DELAYS:
+            try:
+                await send()
+                return
+            except ShardOwnershipLostError:
+                raise  # the shard moved: a retry here cannot succeed before the takeover
+            except CadenzaError as exc:
+                if getattr(exc, "status", None) != 503 or delay is None:
+                    raise
+                log.info("reporting an activity outcome failed (%s); retrying in %g s", exc, delay)
+                await asyncio.sleep(delay)
+
     async def _execute_activity(
         self, task_info: ActivityTaskInfo, ctx: ActivityContext, heartbeats: _Heartbeater
     ) -> None:
@@ -669,16 +690,17 @@ class Worker:
         except asyncio.CancelledError:
             await heartbeats.stop()
             if ctx.cancelled.is_set() and not self._stop.is_set():
-                await self.service.report_activity_canceled(
-                    token, msgspec.Raw(b"null"), identity=self.identity
+                await self._report(
+                    lambda: self.service.report_activity_canceled(
+                        token, msgspec.Raw(b"null"), identity=self.identity
+                    )
                 )
             elif self._stop.is_set():
-                await self.service.fail_activity(
-                    token,
-                    Failure(
-                        message="worker shut down while the activity ran", type="WorkerShutdown"
-                    ),
-                    identity=self.identity,
+                failure = Failure(
+                    message="worker shut down while the activity ran", type="WorkerShutdown"
+                )
+                await self._report(
+                    lambda: self.service.fail_activity(token, failure, identity=self.identity)
                 )
             else:
                 raise
@@ -689,16 +711,21 @@ class Worker:
                 and isinstance(exc, ApplicationError)
                 and exc.type == "CancelledError"
             ):
-                await self.service.report_activity_canceled(
-                    token, msgspec.Raw(b"null"), identity=self.identity
+                await self._report(
+                    lambda: self.service.report_activity_canceled(
+                        token, msgspec.Raw(b"null"), identity=self.identity
+                    )
                 )
                 return
             self.stats["activities_failed"] += 1
-            await self.service.fail_activity(
-                token, failure_from_exception(exc), identity=self.identity
+            failure = failure_from_exception(exc)
+            await self._report(
+                lambda: self.service.fail_activity(token, failure, identity=self.identity)
             )
         else:
-            await self.service.complete_activity(token, payload, identity=self.identity)
+            await self._report(
+                lambda: self.service.complete_activity(token, payload, identity=self.identity)
+            )
             self.stats["activities_completed"] += 1
 
     async def _invoke(

@@ -63,6 +63,8 @@ WORKFLOW_TYPE = "ThreeNoopSteps"
 TASK_QUEUE = "default"
 NAMESPACE = "default"
 STARTERS = 32  # HTTP start requests in flight
+# Extra ``cadenza worker`` options for experiments, e.g. "--max-workflow-tasks 200".
+WORKER_ARGS = os.environ.get("BENCH_WORKER_ARGS", "").split()
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -335,7 +337,7 @@ class Cluster:
         for i in range(self.n_workers):
             url = self.urls[i % len(self.urls)]
             argv = [*cli, "worker", "--server", url, "--token", self.token]
-            argv += ["--module", str(CADENZA_SIDE)] + os.environ.get("BENCH_WORKER_ARGS", "").split()
+            argv += ["--module", str(CADENZA_SIDE), *WORKER_ARGS]
             self.workers.append(Proc(f"worker{i}-{tag}", argv, self._env(), self.logdir))
 
     def _wait_healthy(self, proc: Proc, url: str, timeout: float = 60.0) -> None:

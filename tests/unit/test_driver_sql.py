@@ -25,12 +25,14 @@ def test_a_dialect_specific_text_for_postgresql() -> None:
     assert sql.postgresql == "SELECT 1 FROM s WHERE id = ANY(%(ids)s) FOR KEY SHARE"
 
 
-def test_multi_row_insert_text_has_one_tuple_per_row_for_postgresql() -> None:
-    from cadenza.history._driver import _insert_text
+def test_an_insert_takes_its_rows_as_one_json_parameter_on_postgresql() -> None:
+    from cadenza.history._driver import _insert_json_text, _insert_text
 
-    pg = _insert_text("events", ("a", "b"), 3, "ON CONFLICT DO NOTHING", True)
-    assert (
-        pg == "INSERT INTO events (a, b) VALUES (%s, %s), (%s, %s), (%s, %s) ON CONFLICT DO NOTHING"
+    pg = _insert_json_text("events", ("a", "b"), "ON CONFLICT DO NOTHING")
+    assert pg == (
+        "INSERT INTO events (a, b) SELECT a, b"
+        " FROM json_populate_recordset(NULL::events, %s::json) ON CONFLICT DO NOTHING"
     )
-    lite = _insert_text("tasks", ("a", "b"), 1, "", False)
+    assert pg.count("%s") == 1
+    lite = _insert_text("tasks", ("a", "b"), "")
     assert lite == "INSERT INTO tasks (a, b) VALUES (:a, :b)"

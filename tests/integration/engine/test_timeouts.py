@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cadenza.engine import TaskToken
-from cadenza.history import ShardOwnershipLostError
+from cadenza.history import ShardOwnershipLostError, StoreUnavailableError
 from cadenza.sdk import Client, Worker
 from cadenza.sdk.testing import WorkflowEnvironment
 from tests.integration.engine import workflows as w
@@ -54,18 +54,21 @@ class _LosesFirstCompletion:
     """The engine, except that the first activity completion finds the shard gone (as when
     another server took it between the poll and the completion)."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Any, error: Exception | None = None) -> None:
         self._engine = engine
         self._refused = False
+        self._error = error
         self.failed = 0
+        self.completions = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
 
     async def complete_activity(self, token: TaskToken, result: Any, **kwargs: Any) -> Any:
+        self.completions += 1
         if not self._refused:
             self._refused = True
-            raise ShardOwnershipLostError(token.shard_id, 7)
+            raise self._error or ShardOwnershipLostError(token.shard_id, 7)
         return await self._engine.complete_activity(token, result, **kwargs)
 
     async def fail_activity(self, token: TaskToken, failure: Any, **kwargs: Any) -> Any:
@@ -100,3 +103,29 @@ async def test_a_completion_the_engine_refuses_is_retried_by_the_timeout_not_fai
     refused = [r for r in caplog.records if "reporting activity" in r.getMessage()]
     assert len(refused) == 1
     assert "ownership lost" in refused[0].getMessage()
+
+
+async def test_a_completion_refused_for_a_moment_is_sent_again(
+    real_env: WorkflowEnvironment,
+) -> None:
+    """A transient refusal (SQLite's "database is locked", a server away for a moment) is
+    retried by the worker at once: the result is kept, no second attempt runs."""
+    env = real_env
+    key = uuid.uuid4().hex
+    service = _LosesFirstCompletion(
+        env.client.service, StoreUnavailableError("database unavailable: database is locked")
+    )
+    async with Worker(
+        Client(service),
+        task_queue="t",
+        workflows=[w.TimeoutWorkflow],
+        activities=[w.slow_once],
+    ):
+        result = await env.client.execute_workflow(
+            w.TimeoutWorkflow.run, key, 0.0, id="transient", task_queue="t"
+        )
+    assert result == "attempt 1"
+    assert service.completions == 2 and service.failed == 0
+    history = await env.client.get_workflow_handle("transient").fetch_history()
+    types = [e.event_type for e in history]
+    assert "activity_task_timed_out" not in types and "activity_task_failed" not in types

@@ -247,3 +247,112 @@ async def test_reads_right_after_a_peer_ended_every_session_succeed(pg_database_
         assert await store.get_execution(0, "no-such-run") is None
     finally:
         await store.close()
+
+
+async def test_a_batch_writes_its_winners_and_names_its_losers(fresh_url: str) -> None:
+    """Writes that meet in one group-commit batch: the stale one fails alone, with nothing
+    written; the others are written."""
+    engine = Engine(Settings(database_url=fresh_url, shard_count=4))
+    await engine.start()
+    try:
+        client = Client(engine)
+        ids = [f"b-{i}" for i in range(12)]
+        handles = [await client.start_workflow("Anything", id=i, task_queue="q") for i in ids]
+
+        async def mutation(workflow_id: str, run_id: str, signal: str) -> Mutation:
+            shard = engine.shard_of("default", workflow_id)
+            record = await engine.store.get_execution(shard, run_id)
+            assert record is not None
+            m = Mutation(
+                shard_id=shard,
+                range_id=engine.range_id(shard),
+                namespace="default",
+                workflow_id=workflow_id,
+                run_id=run_id,
+                now_ms=engine.clock.now_ms(),
+                record=record,
+            )
+            m.add(WorkflowExecutionSignaled(signal_name=signal))
+            return m
+
+        runs = [h.first_execution_run_id or "" for h in handles]
+        stale = await mutation(ids[0], runs[0], "stale")
+        await engine.store.write((await mutation(ids[0], runs[0], "first")).to_write())
+        fresh = [await mutation(i, r, "fresh") for i, r in zip(ids[1:], runs[1:], strict=True)]
+        outcomes = await asyncio.gather(
+            engine.store.write(stale.to_write()),
+            *(engine.store.write(m.to_write()) for m in fresh),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[0], ConditionFailedError)
+        assert outcomes[1:] == [None] * len(fresh)
+        for workflow_id, run_id in zip(ids, runs, strict=True):
+            shard = engine.shard_of("default", workflow_id)
+            events = await engine.store.read_events(shard, run_id)
+            signals = [
+                e.attributes.signal_name for e in events if e.event_type.endswith("signaled")
+            ]
+            assert signals == (["first"] if workflow_id == ids[0] else ["fresh"])
+            assert verify_chain("default", workflow_id, run_id, events).ok
+    finally:
+        await engine.stop()
+
+
+async def test_guarded_creates_of_one_id_in_one_batch_write_one_run(fresh_url: str) -> None:
+    """Creates of one workflow id that only write if the id is unused, sent together: one
+    wins, the others lose their compare-and-swap, and only the winner's rows exist."""
+    from cadenza.history._events import WorkflowExecutionStarted
+
+    engine = Engine(Settings(database_url=fresh_url, shard_count=4))
+    await engine.start()
+    try:
+        shard = engine.shard_of("default", "dup")
+        # Sorted: a batch writes in (shard, run id) order, so the first run is the winner.
+        runs = sorted(str(uuid.uuid4()) for _ in range(4))
+        writes = [
+            engine.new_run_mutation(
+                shard_id=shard,
+                namespace="default",
+                workflow_id="dup",
+                run_id=run_id,
+                started=WorkflowExecutionStarted(workflow_type="T", task_queue="q"),
+                only_if_id_unused=True,
+            ).to_write()
+            for run_id in runs
+        ]
+        # One batch, as a group-commit batch would hold them.
+        with pytest.raises(ConditionFailedError) as lost:
+            await engine.store._write_batch(writes)
+        assert lost.value.lost_runs == frozenset((shard, r) for r in runs[1:])
+        # The batch failed as a whole (nothing written); the group committer sends the
+        # winner again alone.
+        assert not await engine.list_workflows("default", workflow_id="dup")
+        await engine.store.write(writes[0])
+        listed = await engine.list_workflows("default", workflow_id="dup")
+        assert [x.run_id for x in listed] == [runs[0]]
+    finally:
+        await engine.stop()
+
+
+async def test_concurrent_starts_of_one_id_start_one_run(fresh_url: str) -> None:
+    """Starts of one id that meet in one batch: exactly one run, the others refused."""
+    from cadenza.history import WorkflowAlreadyStartedError
+
+    engine = Engine(Settings(database_url=fresh_url, shard_count=4))
+    await engine.start()
+    try:
+        client = Client(engine)
+        outcomes = await asyncio.gather(
+            *(client.start_workflow("Anything", id="same", task_queue="q") for _ in range(6)),
+            *(client.start_workflow("Anything", id=f"other-{i}", task_queue="q") for i in range(6)),
+            return_exceptions=True,
+        )
+        same, others = outcomes[:6], outcomes[6:]
+        assert sum(not isinstance(o, BaseException) for o in same) == 1
+        assert all(
+            isinstance(o, WorkflowAlreadyStartedError) for o in same if isinstance(o, BaseException)
+        )
+        assert not any(isinstance(o, BaseException) for o in others)
+        assert len(await engine.list_workflows("default", workflow_id="same")) == 1
+    finally:
+        await engine.stop()

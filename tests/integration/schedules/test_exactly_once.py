@@ -13,6 +13,7 @@ time starts one workflow, once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,8 +55,14 @@ async def _settled(settings: Settings) -> Engine:
     flight (starts handed to another shard, reports), then pauses every schedule, so that what
     was decided is complete before it is checked. The messages go first: a start written
     ahead of its time and carried out after a pause is, by design, not started."""
-    engine = _engine(settings)
+    # A lease long enough that a loaded machine's late renewal cannot drop a shard while the
+    # checks run (the engines under test used 0.3 s leases to move shards often).
+    engine = _engine(dataclasses.replace(settings, shard_lease_seconds=5.0))
     await engine.start()
+    for _ in range(150):
+        if engine.shards is not None and len(engine.shards.owned()) == settings.shard_count:
+            break
+        await asyncio.sleep(0.1)
     await _messages_done(settings)
     for i in range(SCHEDULES):
         await engine.pause_schedule(NS, f"s{i}", note="checking", identity="test")
