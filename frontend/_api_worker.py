@@ -14,13 +14,12 @@ StaleTaskError``, which the remote client raises again as that class.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp import web
 
 from cadenza.frontend._metrics import METRICS
-from cadenza.frontend._state import ENGINE, SETTINGS, json_response, long_poll
+from cadenza.frontend._state import ENGINE, SETTINGS, each_on_its_own, json_response, long_poll
 from cadenza.frontend._wire import (
     API_PREFIX,
     Accepted,
@@ -146,11 +145,6 @@ async def complete_workflow_tasks(request: web.Request) -> web.Response:
     on its own: a refused one (stale token, shard of another server) has its problem detail
     in its result and never fails the others."""
     body: CompleteWorkflowTasksBody = await _body(request, CompleteWorkflowTasksBody)
-    count = len(body.completions)
-    if not 1 <= count <= MAX_COMPLETIONS_PER_REQUEST:
-        raise InvalidArgumentError(
-            "completions", f"must hold 1 to {MAX_COMPLETIONS_PER_REQUEST} completions, got {count}"
-        )
     engine = request.app[ENGINE]
 
     async def one(item: CompleteWorkflowTaskBody) -> CompletionResult:
@@ -166,8 +160,10 @@ async def complete_workflow_tasks(request: web.Request) -> web.Response:
             return CompletionResult(problem=problem_from_error(exc, instance=request.path))
         return CompletionResult(outcome=outcome)
 
-    results = await asyncio.gather(*(one(item) for item in body.completions))
-    return json_response(CompleteWorkflowTasksResponse(results=list(results)))
+    results = await each_on_its_own(
+        "completions", body.completions, MAX_COMPLETIONS_PER_REQUEST, one
+    )
+    return json_response(CompleteWorkflowTasksResponse(results=results))
 
 
 @routes.post(_W + "/workflow-tasks/fail")

@@ -9,7 +9,6 @@ by :mod:`cadenza.frontend._middleware_errors`; see ``docs/api.md`` for every rou
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from urllib.parse import quote
 
@@ -21,6 +20,7 @@ from cadenza.frontend._metrics import METRICS
 from cadenza.frontend._state import (
     ENGINE,
     SETTINGS,
+    each_on_its_own,
     float_param,
     int_param,
     json_response,
@@ -136,11 +136,6 @@ async def start_workflows(request: web.Request) -> web.Response:
     started, a bad field, a shard of another server) has its problem detail in its result and
     never fails the others."""
     body: StartWorkflowsBody = await _body(request, StartWorkflowsBody)
-    count = len(body.starts)
-    if not 1 <= count <= MAX_STARTS_PER_REQUEST:
-        raise InvalidArgumentError(
-            "starts", f"must hold 1 to {MAX_STARTS_PER_REQUEST} starts, got {count}"
-        )
     engine = request.app[ENGINE]
 
     async def one(item: StartWorkflowBody) -> StartResult:
@@ -153,8 +148,8 @@ async def start_workflows(request: web.Request) -> web.Response:
         except CadenzaError as exc:
             return StartResult(problem=problem_from_error(exc, instance=request.path))
 
-    results = await asyncio.gather(*(one(item) for item in body.starts))
-    return json_response(StartWorkflowsResponse(results=list(results)))
+    results = await each_on_its_own("starts", body.starts, MAX_STARTS_PER_REQUEST, one)
+    return json_response(StartWorkflowsResponse(results=results))
 
 
 @routes.get(_WF)

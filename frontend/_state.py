@@ -7,7 +7,7 @@ The state lives under :class:`aiohttp.web.AppKey` keys (never string keys), set 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,6 +19,7 @@ from cadenza.frontend._wire import JSON, encode
 from cadenza.history import InvalidArgumentError
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 ENGINE = web.AppKey("cadenza_engine", Engine)
 """The engine the routes call (the app does not start or stop it)."""
@@ -140,3 +141,15 @@ async def long_poll(request: web.Request, work: Awaitable[T], default: T) -> T:
         await asyncio.wait({task})
     # A poll that got a task just before the cancel still hands it out.
     return default if task.cancelled() else task.result()
+
+
+async def each_on_its_own(
+    field: str, items: Sequence[T], limit: int, one: Callable[[T], Awaitable[R]]
+) -> list[R]:
+    """The results of ``one`` for each of a batch request's ``items``, run concurrently (those
+    that reach the store together share a group-commit transaction); a batch that is empty or
+    over ``limit`` is refused, naming ``field``."""
+    count = len(items)
+    if not 1 <= count <= limit:
+        raise InvalidArgumentError(field, f"must hold 1 to {limit} {field}, got {count}")
+    return list(await asyncio.gather(*(one(item) for item in items)))

@@ -76,22 +76,26 @@ class _LosesFirstCompletion:
         return await self._engine.fail_activity(token, failure, **kwargs)
 
 
-async def test_a_completion_the_engine_refuses_is_retried_by_the_timeout_not_failed(
-    real_env: WorkflowEnvironment, caplog: pytest.LogCaptureFixture
-) -> None:
-    env = real_env
-    key = uuid.uuid4().hex
-    service = _LosesFirstCompletion(env.client.service)
-    caplog.set_level(logging.WARNING, logger="cadenza.sdk.worker")
+async def _run_slow_once(env: WorkflowEnvironment, service: Any, workflow_id: str) -> str:
+    """``TimeoutWorkflow`` (its first attempt not slow) on a worker that talks to ``service``."""
     async with Worker(
         Client(service),
         task_queue="t",
         workflows=[w.TimeoutWorkflow],
         activities=[w.slow_once],
     ):
-        result = await env.client.execute_workflow(
-            w.TimeoutWorkflow.run, key, 0.0, id="refused", task_queue="t"
+        return await env.client.execute_workflow(
+            w.TimeoutWorkflow.run, uuid.uuid4().hex, 0.0, id=workflow_id, task_queue="t"
         )
+
+
+async def test_a_completion_the_engine_refuses_is_retried_by_the_timeout_not_failed(
+    real_env: WorkflowEnvironment, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = real_env
+    service = _LosesFirstCompletion(env.client.service)
+    caplog.set_level(logging.WARNING, logger="cadenza.sdk.worker")
+    result = await _run_slow_once(env, service, "refused")
     # Attempt 1 ran and succeeded, its completion was refused; it was not reported as failed,
     # and the start-to-close timeout ran attempt 2.
     assert result == "attempt 2"
@@ -111,19 +115,10 @@ async def test_a_completion_refused_for_a_moment_is_sent_again(
     """A transient refusal (SQLite's "database is locked", a server away for a moment) is
     retried by the worker at once: the result is kept, no second attempt runs."""
     env = real_env
-    key = uuid.uuid4().hex
     service = _LosesFirstCompletion(
         env.client.service, StoreUnavailableError("database unavailable: database is locked")
     )
-    async with Worker(
-        Client(service),
-        task_queue="t",
-        workflows=[w.TimeoutWorkflow],
-        activities=[w.slow_once],
-    ):
-        result = await env.client.execute_workflow(
-            w.TimeoutWorkflow.run, key, 0.0, id="transient", task_queue="t"
-        )
+    result = await _run_slow_once(env, service, "transient")
     assert result == "attempt 1"
     assert service.completions == 2 and service.failed == 0
     history = await env.client.get_workflow_handle("transient").fetch_history()
