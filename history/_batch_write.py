@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from cadenza.history import _tables as t
-from cadenza.history._driver import DriverConnection, DriverSql, Submitted, column_list
+from cadenza.history._driver import DriverConnection, DriverSql, Submitted
 from cadenza.history._errors import ConditionFailedError
 from cadenza.history._records import ExecutionWrite, TaskRecord, TimerRecord
 from cadenza.history._state import encode_state
@@ -38,15 +38,6 @@ RowOf = Callable[[Any], dict[str, Any]]
 
 def _columns(table: Table) -> list[str]:
     return [c.name for c in table.columns]
-
-
-def _insert(table: Table) -> DriverSql:
-    names, params = column_list(_columns(table))
-    return DriverSql(f"INSERT INTO {table.name} ({names}) VALUES ({params})")
-
-
-def _delete_by(table: Table, key: str) -> DriverSql:
-    return DriverSql(f"DELETE FROM {table.name} WHERE shard_id = :shard_id AND {key} = :{key}")
 
 
 def _insert_if_id_unused(table: Table) -> DriverSql:
@@ -75,10 +66,6 @@ _EXECUTION_COLUMNS = tuple(_columns(t.executions))
 _EVENT_COLUMNS = tuple(_columns(t.events))
 _TASK_COLUMNS = tuple(_columns(t.tasks))
 TIMER_COLUMNS = tuple(_columns(t.timers))
-_PURGE_TASKS = _delete_by(t.tasks, "run_id")
-_PURGE_TIMERS = _delete_by(t.timers, "run_id")
-_DELETE_TASK = _delete_by(t.tasks, "task_id")
-_DELETE_TIMER = _delete_by(t.timers, "timer_key")
 _CAS = (
     "UPDATE executions SET status = :status, close_time_ms = :close_time_ms,"
     " next_event_id = :next_event_id, last_hash = :last_hash, state = :state{sticky}"
@@ -108,20 +95,6 @@ _PG_GUARDED_CREATE = (
 )
 
 
-def _pg_delete(table: str, key: str) -> str:
-    return (
-        f"DELETE FROM {table} AS x USING json_to_recordset(%s::json)"
-        f" AS v(shard_id integer, {key} text)"
-        f" WHERE x.shard_id = v.shard_id AND x.{key} = v.{key}"
-    )
-
-
-_PG_PURGE_TASKS = _pg_delete("tasks", "run_id")
-_PG_PURGE_TIMERS = _pg_delete("timers", "run_id")
-_PG_DELETE_TASK = _pg_delete("tasks", "task_id")
-_PG_DELETE_TIMER = _pg_delete("timers", "timer_key")
-
-
 def distinct_runs(writes: Sequence[ExecutionWrite]) -> bool:
     """True if no two writes are of the same run (then their rows cannot meet)."""
     return len({(w.shard_id, w.run_id) for w in writes}) == len(writes)
@@ -144,11 +117,9 @@ class BatchRows:
         self._cas: list[tuple[Submitted, ExecutionWrite]] = []
         # PostgreSQL: one statement for many writes; the keys it returns are the winners.
         self._cas_sets: list[tuple[Submitted, list[ExecutionWrite]]] = []
-        self._writes: Sequence[ExecutionWrite] = ()
 
     async def send(self, writes: Sequence[ExecutionWrite]) -> None:
         """Send every row of ``writes`` (inside the batch's transaction and pipeline)."""
-        self._writes = writes
         creates: list[dict[str, Any]] = []
         guarded: list[tuple[dict[str, Any], ExecutionWrite]] = []
         updates: list[tuple[dict[str, Any], ExecutionWrite]] = []
@@ -217,76 +188,54 @@ class BatchRows:
             timers += [self._timer_row(timer) for timer in w.timers_insert]
         # Updates before inserts: a continue-as-new closes the old run in the same batch as it
         # creates the new one, and only one run of a workflow id may be running.
-        if self._driver.postgresql:
-            await self._send_postgresql(
-                updates, creates, guarded, events, purges, task_deletes, tasks, timer_deletes
-            )
-        else:
-            for row, w in updates:
-                statement = _UPDATE_EXECUTION_STICKY if w.set_sticky else _UPDATE_EXECUTION
-                self._cas.append((await self._driver.submit(statement, row), w))
-            await self._driver.insert_rows("executions", _EXECUTION_COLUMNS, creates)
-            for row, w in guarded:
-                self._cas.append((await self._driver.submit(INSERT_EXECUTION_IF_ID_UNUSED, row), w))
-            await self._driver.insert_rows("events", _EVENT_COLUMNS, events, _SKIP_CONFLICT)
-            await self._driver.execute_many(_PURGE_TASKS, purges)
-            await self._driver.execute_many(_PURGE_TIMERS, purges)
-            await self._driver.execute_many(_DELETE_TASK, task_deletes)
-            await self._update_tasks(writes)
-            await self._driver.insert_rows("tasks", _TASK_COLUMNS, tasks)
-            await self._driver.execute_many(_DELETE_TIMER, timer_deletes)
-        await self._driver.insert_rows("timers", TIMER_COLUMNS, timers)
-
-    async def _update_tasks(self, writes: Sequence[ExecutionWrite]) -> None:
+        await self._send_updates(updates)
+        await self._driver.insert_rows("executions", _EXECUTION_COLUMNS, creates)
+        await self._send_guarded(guarded)
+        await self._driver.insert_rows("events", _EVENT_COLUMNS, events, _SKIP_CONFLICT)
+        await self._driver.delete_rows("tasks", "run_id", purges)
+        await self._driver.delete_rows("timers", "run_id", purges)
+        await self._driver.delete_rows("tasks", "task_id", task_deletes)
         for w in writes:
             for change in w.tasks_update:
                 await self._task_update(self._driver, w.shard_id, change)
+        await self._driver.insert_rows("tasks", _TASK_COLUMNS, tasks)
+        await self._driver.delete_rows("timers", "timer_key", timer_deletes)
+        await self._driver.insert_rows("timers", TIMER_COLUMNS, timers)
 
-    async def _send_postgresql(
-        self,
-        updates: list[tuple[dict[str, Any], ExecutionWrite]],
-        creates: list[dict[str, Any]],
-        guarded: list[tuple[dict[str, Any], ExecutionWrite]],
-        events: list[dict[str, Any]],
-        purges: list[dict[str, Any]],
-        task_deletes: list[dict[str, Any]],
-        tasks: list[dict[str, Any]],
-        timer_deletes: list[dict[str, Any]],
-    ) -> None:
-        driver = self._driver
-        if updates:
+    async def _send_updates(self, updates: list[tuple[dict[str, Any], ExecutionWrite]]) -> None:
+        if not updates:
+            return
+        if not self._driver.postgresql:
             for row, w in updates:
-                row["set_sticky"] = w.set_sticky
-            submitted = await driver.submit_rows(_PG_CAS, [row for row, _ in updates])
-            self._cas_sets.append((submitted, [w for _, w in updates]))
-        await driver.insert_rows("executions", _EXECUTION_COLUMNS, creates)
-        if guarded:
-            # Two starts of one id in one statement would both pass NOT EXISTS (and collide
-            # on the unique index): a repeated id goes in a statement of its own, after.
-            first: list[tuple[dict[str, Any], ExecutionWrite]] = []
-            again: list[tuple[dict[str, Any], ExecutionWrite]] = []
-            seen: set[tuple[int, str, str]] = set()
+                statement = _UPDATE_EXECUTION_STICKY if w.set_sticky else _UPDATE_EXECUTION
+                self._cas.append((await self._driver.submit(statement, row), w))
+            return
+        for row, w in updates:
+            row["set_sticky"] = w.set_sticky
+        submitted = await self._driver.submit_rows(_PG_CAS, [row for row, _ in updates])
+        self._cas_sets.append((submitted, [w for _, w in updates]))
+
+    async def _send_guarded(self, guarded: list[tuple[dict[str, Any], ExecutionWrite]]) -> None:
+        if not guarded:
+            return
+        if not self._driver.postgresql:
             for row, w in guarded:
-                key = (w.shard_id, w.namespace, w.workflow_id)
-                (again if key in seen else first).append((row, w))
-                seen.add(key)
-            submitted = await driver.submit_rows(_PG_GUARDED_CREATE, [row for row, _ in first])
-            self._cas_sets.append((submitted, [w for _, w in first]))
-            for row, w in again:
-                submitted = await driver.submit_rows(_PG_GUARDED_CREATE, [row])
-                self._cas_sets.append((submitted, [w]))
-        await driver.insert_rows("events", _EVENT_COLUMNS, events, _SKIP_CONFLICT)
-        for sql, rows in (
-            (_PG_PURGE_TASKS, purges),
-            (_PG_PURGE_TIMERS, purges),
-            (_PG_DELETE_TASK, task_deletes),
-        ):
-            if rows:
-                await driver.submit_rows(sql, rows)
-        await self._update_tasks(self._writes)
-        await driver.insert_rows("tasks", _TASK_COLUMNS, tasks)
-        if timer_deletes:
-            await driver.submit_rows(_PG_DELETE_TIMER, timer_deletes)
+                self._cas.append((await self._driver.submit(INSERT_EXECUTION_IF_ID_UNUSED, row), w))
+            return
+        # Two starts of one id in one statement would both pass NOT EXISTS (and collide on
+        # the unique index): a repeated id goes in a statement of its own, after.
+        first: list[tuple[dict[str, Any], ExecutionWrite]] = []
+        again: list[tuple[dict[str, Any], ExecutionWrite]] = []
+        seen: set[tuple[int, str, str]] = set()
+        for row, w in guarded:
+            key = (w.shard_id, w.namespace, w.workflow_id)
+            (again if key in seen else first).append((row, w))
+            seen.add(key)
+        for group in [first] + [[item] for item in again]:
+            submitted = await self._driver.submit_rows(
+                _PG_GUARDED_CREATE, [row for row, _ in group]
+            )
+            self._cas_sets.append((submitted, [w for _, w in group]))
 
     async def check(self) -> None:
         """Raise :class:`ConditionFailedError` if a write lost its compare-and-swap (call it

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -111,16 +111,16 @@ class DriverConnection:
             return Submitted(None, list(await self._driver.execute_fetchall(sql.sqlite, params)))
         return Submitted(await self._driver.execute(sql.sqlite, params))
 
-    async def execute_many(self, sql: DriverSql, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run a statement once per parameter set (psycopg sends them in one pipeline)."""
+    async def delete_rows(self, table: str, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Delete the rows of ``table`` whose ``shard_id`` and ``key`` match one of ``rows``:
+        on PostgreSQL one statement with the keys as one JSON parameter (see
+        :meth:`submit_rows`), on SQLite (in process) one ``executemany``."""
         if not rows:
             return
         if self._postgresql:
-            # Not closed: inside a pipeline its results may still be on their way (a client
-            # cursor holds nothing on the server).
-            await self._driver.cursor().executemany(sql.postgresql, rows)
+            await self.submit_rows(_delete_json_text(table, key), rows)
         else:
-            await self._driver.executemany(sql.sqlite, rows)
+            await self._driver.executemany(_delete_text(table, key), rows)
 
     async def insert_rows(
         self,
@@ -186,7 +186,15 @@ def _insert_json_text(table: str, names: tuple[str, ...], suffix: str) -> str:
     ).rstrip()
 
 
-def column_list(columns: Iterable[str]) -> tuple[str, str]:
-    """``("a, b", ":a, :b")``: a column list and its parameters, for an INSERT."""
-    names = list(columns)
-    return ", ".join(names), ", ".join(f":{n}" for n in names)
+@functools.lru_cache(maxsize=16)
+def _delete_text(table: str, key: str) -> str:
+    return f"DELETE FROM {table} WHERE shard_id = :shard_id AND {key} = :{key}"
+
+
+@functools.lru_cache(maxsize=16)
+def _delete_json_text(table: str, key: str) -> str:
+    return (
+        f"DELETE FROM {table} AS x USING json_to_recordset(%s::json)"
+        f" AS v(shard_id integer, {key} text)"
+        f" WHERE x.shard_id = v.shard_id AND x.{key} = v.{key}"
+    )
