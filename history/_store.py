@@ -299,6 +299,27 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+class _ReleasingSqliteConnection(sqlite3.Connection):
+    """A sqlite3 connection that rolls back its open transaction when it is closed.
+
+    sqlite3 closes with ``sqlite3_close_v2``: while a cursor still holds an unfinished
+    statement, the database connection only becomes a "zombie" and keeps its transaction,
+    and with it the write lock, until that statement is finalized. A statement interrupted
+    by a cancelled task (SQLAlchemy then invalidates, that is closes, the connection) stays
+    referenced by the cancellation's traceback until the garbage collector happens to
+    collect it, and in the meantime every other writer gets "database is locked". Rolling
+    back first aborts such statements and releases the lock at once.
+    """
+
+    def close(self) -> None:
+        try:
+            if self.in_transaction:
+                self.rollback()
+        except sqlite3.Error:
+            log.debug("rollback before close failed", exc_info=True)
+        super().close()
+
+
 class SqlStore:
     """:class:`HistoryStore` on SQLAlchemy Core (async), for SQLite and PostgreSQL.
 
@@ -332,7 +353,12 @@ class SqlStore:
         )
         if self.dialect == "sqlite":
             memory = ":memory:" in self.url or self.url.endswith("sqlite+aiosqlite://")
-            kwargs: dict[str, Any] = {"connect_args": {"timeout": connect_timeout}}
+            kwargs: dict[str, Any] = {
+                "connect_args": {
+                    "timeout": connect_timeout,
+                    "factory": _ReleasingSqliteConnection,
+                }
+            }
             if memory:
                 # One connection shared by everyone: reads must queue behind writes too.
                 kwargs["poolclass"] = StaticPool

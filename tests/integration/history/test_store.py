@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import uuid
 
@@ -356,3 +357,34 @@ async def test_concurrent_starts_of_one_id_start_one_run(fresh_url: str) -> None
         assert len(await engine.list_workflows("default", workflow_id="same")) == 1
     finally:
         await engine.stop()
+
+
+async def test_a_sqlite_write_cut_off_mid_statement_does_not_keep_the_write_lock(
+    tmp_path,
+) -> None:
+    """A statement left unfinished on a connection that is then closed (what a cancelled
+    task leaves behind: SQLAlchemy invalidates the connection, the traceback keeps the
+    cursor) must not hold SQLite's write lock: the next writer proceeds at once."""
+    from sqlalchemy import text
+
+    store = SqlStore(f"sqlite:///{tmp_path}/locks.db")
+    await store.migrate()
+    await store.ensure_cluster(4)
+    kept = []
+    with contextlib.suppress(Exception):
+        async with store._write_txn() as conn:
+            await conn.execute(text("SELECT 1"))
+            driver = (await conn.get_raw_connection()).driver_connection
+            # Rows pending: the statement is neither finished nor reset.
+            kept.append(
+                await driver.execute("UPDATE shards SET lease_until_ms = 1 RETURNING shard_id")
+            )
+            await conn.invalidate()
+    try:
+        await asyncio.wait_for(store.heartbeat_member("next-writer", "127.0.0.1:1", 5), 5)
+        assert await store.live_members(0) == {"next-writer": "127.0.0.1:1"}
+        # The interrupted update was rolled back, not committed by the close.
+        assert {row["lease_until_ms"] for row in await store.shard_table()} != {1}
+    finally:
+        kept.clear()
+        await store.close()
