@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from cadenza.frontend._metrics import METRICS
+from cadenza.frontend._middleware_forward import forward_misdirected
 from cadenza.frontend._state import ENGINE, SETTINGS, each_on_its_own, json_response, long_poll
 from cadenza.frontend._wire import (
     API_PREFIX,
@@ -162,6 +163,15 @@ async def complete_workflow_tasks(request: web.Request) -> web.Response:
 
     results = await each_on_its_own(
         "completions", body.completions, MAX_COMPLETIONS_PER_REQUEST, one
+    )
+    await forward_misdirected(
+        request,
+        "completions",
+        body.completions,
+        results,
+        lambda item: item.token.shard_id,
+        CompleteWorkflowTasksBody,
+        CompleteWorkflowTasksResponse,
     )
     return json_response(CompleteWorkflowTasksResponse(results=results))
 

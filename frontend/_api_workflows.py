@@ -17,6 +17,7 @@ from aiohttp import web
 
 from cadenza.engine import Engine
 from cadenza.frontend._metrics import METRICS
+from cadenza.frontend._middleware_forward import forward_misdirected
 from cadenza.frontend._state import (
     ENGINE,
     SETTINGS,
@@ -149,6 +150,15 @@ async def start_workflows(request: web.Request) -> web.Response:
             return StartResult(problem=problem_from_error(exc, instance=request.path))
 
     results = await each_on_its_own("starts", body.starts, MAX_STARTS_PER_REQUEST, one)
+    await forward_misdirected(
+        request,
+        "starts",
+        body.starts,
+        results,
+        lambda item: engine.shard_of(item.namespace, item.workflow_id),
+        StartWorkflowsBody,
+        StartWorkflowsResponse,
+    )
     return json_response(StartWorkflowsResponse(results=results))
 
 

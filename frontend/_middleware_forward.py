@@ -19,14 +19,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from cadenza.engine import Engine
 from cadenza.frontend._state import ENGINE
-from cadenza.history import ShardOwnershipLostError
+from cadenza.frontend._wire import decode_body, encode
+from cadenza.history import CadenzaError, ShardOwnershipLostError
 
 log = logging.getLogger("cadenza.frontend.forward")
 
@@ -127,6 +129,81 @@ async def forward_middleware(request: web.Request, handler) -> web.StreamRespons
                 log.info("forwarding to %s failed (%s); looking for the owner again", address, exc)
         await asyncio.sleep(_PAUSE)
     raise ShardOwnershipLostError(shard_id, -1)
+
+
+async def post_to_owner(request: web.Request, address: str, path: str, body: bytes) -> bytes | None:
+    """POST the JSON ``body`` to ``path`` on the server at ``address`` with the request's
+    credentials, as one more hop of a forward: the answer's body if it was 200, else None
+    (the caller keeps its own answer; the client can still use the single route, which the
+    middleware forwards with its retries). Batch routes use it to send the items of another
+    server's shards there as one request."""
+    hops = int(request.headers.get(FORWARDED, "0") or 0)
+    if hops >= _MAX_HOPS:
+        return None
+    headers = {
+        k: v
+        for k, v in request.headers.items()
+        if k.lower() not in _HOP_HEADERS
+        and k.lower() not in ("content-encoding", "accept-encoding")
+    }
+    headers[FORWARDED] = str(hops + 1)
+    headers["Content-Type"] = "application/json"
+    try:
+        async with request.app[SESSION].post(
+            address.rstrip("/") + path, data=body, headers=headers
+        ) as response:
+            payload = await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.info("forwarding a batch to %s failed (%s)", address, exc)
+        request.app[DIRECTORY].forget()
+        return None
+    return payload if response.status == 200 else None
+
+
+async def forward_misdirected(
+    request: web.Request,
+    field: str,
+    items: Sequence[Any],
+    results: list[Any],
+    shard_of: Callable[[Any], int],
+    body_type: Callable[..., Any],
+    response_type: type[Any],
+) -> None:
+    """For a batch route (``start-many``, ``complete-many``): send the ``items`` whose result
+    is a refusal because another server owns their shard to that server, one batch per owner
+    (``body_type(**{field: [...]})``), and put its answers in ``results``.
+
+    With N servers about (N - 1) / N of a client's items land on a server that does not own
+    them; one forward per batch and owner costs far less than the client re-sending each on
+    the single route. An item whose owner is unknown or could not be reached keeps its
+    refusal (the client's single-route fallback is forwarded with the middleware's retries).
+    """
+    directory = request.app[DIRECTORY]
+    by_owner: dict[str, list[int]] = {}
+    for i, result in enumerate(results):
+        problem = result.problem
+        if problem is None or problem.cadenza_error != ShardOwnershipLostError.__name__:
+            continue
+        address = await directory.address(shard_of(items[i]))
+        if address:
+            by_owner.setdefault(address, []).append(i)
+
+    async def send(address: str, indices: list[int]) -> None:
+        body = encode(body_type(**{field: [items[i] for i in indices]}))
+        payload = await post_to_owner(request, address, request.path, body)
+        if payload is None:
+            return
+        try:
+            answers = decode_body(payload, response_type).results
+        except CadenzaError:
+            log.warning("%s answered a forwarded %s unreadably", address, request.path)
+            return
+        if len(answers) == len(indices):
+            for i, answer in zip(indices, answers, strict=True):
+                results[i] = answer
+
+    if by_owner:
+        await asyncio.gather(*(send(a, idx) for a, idx in by_owner.items()))
 
 
 async def _proxy(request: web.Request, address: str, body: bytes) -> web.Response:

@@ -58,6 +58,7 @@ from cadenza.sdk._converter import encode_value
 from cadenza.sdk._definitions import WorkflowDefinition
 from cadenza.sdk._instance import WorkflowCodeError, WorkflowInstance
 from cadenza.sdk._local_activities import decode_activity_args, run_local_activity
+from cadenza.sdk._workflow_threads import WorkflowThreads
 
 if TYPE_CHECKING:
     from cadenza.sdk._client import Client
@@ -97,7 +98,9 @@ class Worker:
         namespace: Namespace (with ``server_url``; a client brings its own).
         workflows: ``@workflow.defn`` classes.
         activities: ``@activity.defn`` functions.
-        max_concurrent_workflow_tasks: Workflow tasks run at once (default 50).
+        max_concurrent_workflow_tasks: Workflow tasks run at once (default 200: a
+            workflow task mostly waits, on its local activities and on the server, so a worker
+            keeps many in flight; 50 made the benchmark's worker the bottleneck).
         max_concurrent_activities: Activities run at once (default 100).
         max_cached_workflows: Executions kept in memory for sticky execution (default 1000).
         workflow_pollers: Concurrent workflow task long-polls (default 4).
@@ -123,7 +126,7 @@ class Worker:
         namespace: str = "default",
         workflows: Sequence[type] = (),
         activities: Sequence[Callable[..., Any]] = (),
-        max_concurrent_workflow_tasks: int = 50,
+        max_concurrent_workflow_tasks: int = 200,
         max_concurrent_activities: int = 100,
         max_cached_workflows: int = 1000,
         workflow_pollers: int = 4,
@@ -185,10 +188,7 @@ class Worker:
         self._executor = activity_executor or concurrent.futures.ThreadPoolExecutor(
             max_workers=max_concurrent_activities, thread_name_prefix="cadenza-activity"
         )
-        self._wf_executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, min(max_concurrent_workflow_tasks, 8)),
-            thread_name_prefix="cadenza-workflow",
-        )
+        self._wf_threads = WorkflowThreads(max(1, min(max_concurrent_workflow_tasks, 8)))
         self._grace = graceful_shutdown_timeout.total_seconds()
         self._deadlock_timeout = deadlock_timeout
         self._sticky = sticky
@@ -255,7 +255,7 @@ class Worker:
             await asyncio.wait(list(self._running_wts), timeout=self._grace)
         if self._own_executor and isinstance(self._executor, concurrent.futures.ThreadPoolExecutor):
             self._executor.shutdown(wait=False, cancel_futures=True)
-        self._wf_executor.shutdown(wait=False, cancel_futures=True)
+        self._wf_threads.shutdown()
 
     async def start(self) -> None:
         """Start :meth:`run` in the background."""
@@ -356,26 +356,15 @@ class Worker:
         )
 
     async def _in_workflow_thread(self, fn: Callable[[], list[Any]]) -> list[Any]:
-        """Run workflow code in the workflow thread pool, with the deadlock deadline.
+        """Run workflow code in the workflow threads, with the deadlock deadline.
 
-        One loop future, set from the thread, and one timer: a workflow task makes several of
-        these hops (an activation, then one per batch of local activities), and
-        ``run_in_executor`` + ``wait_for`` + ``shield`` cost about twice as much per hop. If
-        the deadline passes or the caller is cancelled, the thread's late outcome is dropped.
+        One loop future, set when the thread's outcome is handed back (see
+        :mod:`cadenza.sdk._workflow_threads`), and one timer. If the deadline passes or the
+        caller is cancelled, the thread's late outcome is dropped.
         """
         loop = asyncio.get_running_loop()
-        ctx = contextvars.copy_context()
         done: asyncio.Future[list[Any]] = loop.create_future()
-
-        def run() -> None:
-            try:
-                result = ctx.run(fn)
-            except BaseException as exc:  # handed to the awaiting task
-                loop.call_soon_threadsafe(_settle, done, None, exc)
-            else:
-                loop.call_soon_threadsafe(_settle, done, result, None)
-
-        self._wf_executor.submit(run)
+        self._wf_threads.submit(loop, contextvars.copy_context(), fn, done)
         deadline = loop.call_later(self._deadlock_timeout, self._deadline_passed, done)
         try:
             return await done

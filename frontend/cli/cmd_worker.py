@@ -31,8 +31,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--max-workflow-tasks",
         type=int,
-        default=50,
-        help="workflow tasks run at once (default 50)",
+        default=200,
+        help="workflow tasks run at once (default 200)",
     )
     parser.set_defaults(handler=run)
 
