@@ -137,16 +137,10 @@ async def post_to_owner(request: web.Request, address: str, path: str, body: byt
     (the caller keeps its own answer; the client can still use the single route, which the
     middleware forwards with its retries). Batch routes use it to send the items of another
     server's shards there as one request."""
-    hops = int(request.headers.get(FORWARDED, "0") or 0)
-    if hops >= _MAX_HOPS:
+    if int(request.headers.get(FORWARDED, "0") or 0) >= _MAX_HOPS:
         return None
-    headers = {
-        k: v
-        for k, v in request.headers.items()
-        if k.lower() not in _HOP_HEADERS
-        and k.lower() not in ("content-encoding", "accept-encoding")
-    }
-    headers[FORWARDED] = str(hops + 1)
+    # The body is ours (not compressed), and the answer is read here (asked uncompressed).
+    headers = _forward_headers(request, drop=("content-encoding", "accept-encoding"))
     headers["Content-Type"] = "application/json"
     try:
         async with request.app[SESSION].post(
@@ -206,9 +200,20 @@ async def forward_misdirected(
         await asyncio.gather(*(send(a, idx) for a, idx in by_owner.items()))
 
 
-async def _proxy(request: web.Request, address: str, body: bytes) -> web.Response:
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+def _forward_headers(request: web.Request, drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """The request's headers for the next hop: credentials kept, hop-by-hop ones (and
+    ``drop``) left out, the hop count one more."""
+    headers = {
+        k: v
+        for k, v in request.headers.items()
+        if k.lower() not in _HOP_HEADERS and k.lower() not in drop
+    }
     headers[FORWARDED] = str(int(request.headers.get(FORWARDED, "0") or 0) + 1)
+    return headers
+
+
+async def _proxy(request: web.Request, address: str, body: bytes) -> web.Response:
+    headers = _forward_headers(request)
     url = address.rstrip("/") + request.path_qs
     async with request.app[SESSION].request(
         request.method, url, data=body, headers=headers

@@ -364,7 +364,7 @@ class Worker:
         """
         loop = asyncio.get_running_loop()
         done: asyncio.Future[list[Any]] = loop.create_future()
-        self._wf_threads.submit(loop, contextvars.copy_context(), fn, done)
+        self._wf_threads.submit(contextvars.copy_context(), fn, done)
         deadline = loop.call_later(self._deadlock_timeout, self._deadline_passed, done)
         try:
             return await done

@@ -48,16 +48,12 @@ class WorkflowThreads:
         self._closed = False
 
     def submit(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        ctx: contextvars.Context,
-        fn: Callable[[], Any],
-        done: asyncio.Future[Any],
+        self, ctx: contextvars.Context, fn: Callable[[], Any], done: asyncio.Future[Any]
     ) -> None:
-        """Run ``ctx.run(fn)`` in a thread; its outcome goes to ``done`` on ``loop``."""
+        """Run ``ctx.run(fn)`` in a thread; its outcome goes to ``done`` (on its loop)."""
         if self._closed:
             raise RuntimeError("the workflow threads are shut down")
-        self._loop = loop
+        self._loop = done.get_loop()
         with self._lock:
             start = self._idle == 0 and len(self._threads) < self._max
             if start:
@@ -80,7 +76,7 @@ class WorkflowThreads:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 break
-            if job is not None and self._loop is not None and not self._loop.is_closed():
+            if job is not _STOP and self._loop is not None and not self._loop.is_closed():
                 self._loop.call_soon_threadsafe(job[2].cancel)
         for _ in self._threads:
             self._jobs.put(_STOP)
@@ -88,7 +84,7 @@ class WorkflowThreads:
     def _serve(self) -> None:
         while True:
             job = self._jobs.get()
-            if job is None:
+            if job is _STOP:
                 return
             ctx, fn, done = job
             try:

@@ -18,7 +18,7 @@ _who = contextvars.ContextVar("who", default="nobody")
 async def _run(pool: WorkflowThreads, fn, ctx: contextvars.Context | None = None):
     loop = asyncio.get_running_loop()
     done = loop.create_future()
-    pool.submit(loop, ctx or contextvars.copy_context(), fn, done)
+    pool.submit(ctx or contextvars.copy_context(), fn, done)
     return await done
 
 
@@ -67,7 +67,7 @@ async def test_a_blocked_thread_does_not_hold_up_the_others() -> None:
     loop = asyncio.get_running_loop()
     blocked = loop.create_future()
     try:
-        pool.submit(loop, contextvars.copy_context(), lambda: release.wait(10), blocked)
+        pool.submit(contextvars.copy_context(), lambda: release.wait(10), blocked)
         await asyncio.sleep(0.05)  # the first thread is now stuck in the blocking call
         assert await asyncio.wait_for(_run(pool, lambda: "still served"), 2) == "still served"
         assert not blocked.done()
@@ -83,7 +83,7 @@ async def test_a_late_outcome_is_dropped_when_the_caller_stopped_waiting() -> No
     release = threading.Event()
     done = loop.create_future()
     try:
-        pool.submit(loop, contextvars.copy_context(), lambda: release.wait(10) and "late", done)
+        pool.submit(contextvars.copy_context(), lambda: release.wait(10) and "late", done)
         done.set_exception(TimeoutError("the deadline passed"))  # what the deadline does
         release.set()
         # The thread's result arrives after the deadline and is dropped; the pool goes on.
@@ -100,13 +100,13 @@ async def test_shutdown_cancels_jobs_not_started_and_refuses_new_ones() -> None:
     release = threading.Event()
     running = loop.create_future()
     queued = loop.create_future()
-    pool.submit(loop, contextvars.copy_context(), lambda: release.wait(10), running)
+    pool.submit(contextvars.copy_context(), lambda: release.wait(10), running)
     await asyncio.sleep(0.05)
-    pool.submit(loop, contextvars.copy_context(), lambda: "never", queued)
+    pool.submit(contextvars.copy_context(), lambda: "never", queued)
     pool.shutdown()
     release.set()
     assert await asyncio.wait_for(running, 2) is True
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(queued, 2)
     with pytest.raises(RuntimeError, match="shut down"):
-        pool.submit(loop, contextvars.copy_context(), lambda: None, loop.create_future())
+        pool.submit(contextvars.copy_context(), lambda: None, loop.create_future())
