@@ -23,6 +23,7 @@ from cadenza.engine._workflow_tasks import RETRY_VISIBLE_RESET, activity_timer_k
 from cadenza.history import (
     Failure,
     PayloadTooLargeError,
+    ShardOwnershipLostError,
     TaskChange,
     TaskRecord,
     TimerRecord,
@@ -94,6 +95,7 @@ class ActivityTaskOps:
                 owner=worker_id,
                 now=now,
                 lease_ms=_DEFAULT_ACTIVITY_LEASE_MS,
+                shard_ids=self.claim_shards(key),
                 timers_for=_activity_timers,
                 notify_for=self.timer_notices,
             )
@@ -142,8 +144,14 @@ class ActivityTaskOps:
         return None
 
     async def _current_activity(self: Engine, token: TaskToken) -> TaskRecord | None:
-        # Another server's shard: refuse before reading anything (the request is forwarded).
-        self.range_id(token.shard_id)
+        # Another server's shard: refuse before reading anything (the request is forwarded,
+        # and the owner records the outcome: our copy of the task's row is of no further use).
+        task_id = activity_task_id(token.run_id, token.scheduled_event_id)
+        try:
+            self.range_id(token.shard_id)
+        except ShardOwnershipLostError:
+            self.track_inflight(task_id, False)
+            raise
         task = await self.leased_task(
             token.shard_id, activity_task_id(token.run_id, token.scheduled_event_id), token.attempt
         )

@@ -41,6 +41,7 @@ from cadenza.engine._notify import Notifier, wait_event
 from cadenza.engine._run_cache import WrittenRuns
 from cadenza.engine._schedules import ScheduleOps
 from cadenza.engine._shards import ShardController, shard_for
+from cadenza.engine._task_dispatch import PollerPresence, QueueKey, TaskDispatch
 from cadenza.engine._timeouts import TimeoutOps
 from cadenza.engine._transfer import TransferOps
 from cadenza.engine._validation import MAX_NAME_LENGTH, check_id
@@ -145,6 +146,8 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         self.clock: Clock = clock or SystemClock()
         self.notifier = Notifier()
         self.shards: ShardController | None = None
+        self.poller_presence = PollerPresence()
+        self.dispatch = TaskDispatch(self.owner, self.settings.shard_count)
         self.timer_service: TimerService | None = None
         self.shard_count = self.settings.shard_count
         self._stop = asyncio.Event()
@@ -186,6 +189,7 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         if not take_shards:
             self.started = True
             return
+        self.dispatch = TaskDispatch(self.owner, self.shard_count)
         self.shards = ShardController(
             self.store,
             self.owner,
@@ -195,6 +199,8 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
             address=self.settings.advertise_url,
             on_acquired=self._on_shard_acquired,
             on_released=self.forget_shard,
+            polling=self.poller_presence.queues,
+            on_round=self._on_lease_round,
         )
         await self.shards.acquire_available()
         self.timer_service = TimerService(
@@ -251,6 +257,24 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         if self.timer_service is not None:
             self.timer_service.notify(0)
         self.notifier.notify("transfer")
+        if self.shards is not None:
+            self.dispatch.set_owned(self.shards.owned())
+
+    def _on_lease_round(self) -> None:
+        shards = self.shards
+        if shards is None:
+            return
+        if self.dispatch.update(shards.owned(), shards.shard_owners, shards.member_polling):
+            # Some queue may now be served from more shards: let its pollers look at once.
+            for key in self.notifier.poll_keys():
+                if isinstance(key, tuple) and key[0] in ("workflow", "activity"):
+                    self.notifier.notify(key)
+
+    def claim_shards(self, key: QueueKey) -> list[int] | None:
+        """The shards whose tasks of a queue this server's pollers claim (None: all); see
+        :mod:`cadenza.engine._task_dispatch`."""
+        self.poller_presence.seen(key)
+        return self.dispatch.shards_for(key)
 
     async def wait_stopped(self) -> None:
         """Return once the engine is stopping (stop() was called or a loop died)."""
@@ -380,6 +404,8 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
 
     def forget_shard(self, shard_id: int) -> None:
         """Drop cached rows of a shard we no longer own."""
+        if self.shards is not None:
+            self.dispatch.set_owned(self.shards.owned())
         for run_id in [r for r, rec in self._executions.items() if rec.shard_id == shard_id]:
             del self._executions[run_id]
         self.written.forget_shard(shard_id)
@@ -420,10 +446,14 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         if len(parts) < 3 or parts[0] == self.owner:
             return
         kind = parts[1]
-        if kind == "t" and len(parts) == 5:
-            self.notifier.notify_one((parts[2], parts[3], parts[4]))
-        elif kind == "t" and len(parts) == 6 and parts[5].isdigit():
-            self._wake_when_visible((parts[2], parts[3], parts[4]), int(parts[5]))
+        if kind == "t" and len(parts) in (5, 6):
+            key = (parts[2], parts[3], parts[4])
+            if self.dispatch.peer_serves(parts[0], key):
+                return  # the sender's own pollers take its tasks of this queue
+            if len(parts) == 5:
+                self.notifier.notify_tasks(key)
+            elif parts[5].isdigit():
+                self._wake_when_visible(key, int(parts[5]))
         elif kind == "m" and len(parts) == 4 and self.timer_service is not None:
             if self.shards is not None and int(parts[2]) in self.shards.owned():
                 self.timer_service.notify(int(parts[3]))
@@ -494,8 +524,8 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
             await self.clock.sleep_until(visible_at_ms, asyncio.Event())
         finally:
             count = self._held_wakes.pop(slot, 0)
-        for _ in range(count):
-            self.notifier.notify_one(key)
+        if count:
+            self.notifier.notify_tasks(key, count)
 
     def _after_commit(self, mutation: Mutation) -> None:
         for m in (mutation, *mutation.also):
@@ -506,7 +536,7 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
                     key = (task.kind, task.namespace, task.task_queue)
                     self._wake_when_visible(key, task.visible_at_ms)
                 else:
-                    self.notifier.notify_one((task.kind, task.namespace, task.task_queue))
+                    self.notifier.notify_tasks((task.kind, task.namespace, task.task_queue))
             for key in m.wake_keys:
                 self.notifier.notify_one(key)
             for task in m.tasks_insert:

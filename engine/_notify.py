@@ -11,6 +11,12 @@ Two kinds of waiting:
 A poller takes its ticket *before* it looks for work, so a task that arrives between the look
 and the wait is never missed; if it found work and its ticket was used meanwhile, it passes
 the wake-up on (:meth:`Notifier.release`).
+
+* :meth:`Notifier.notify_tasks`: new tasks, counted. A poller may take many tasks in one
+  claim (a worker asks for as many as it has free slots), so the tasks written in one loop
+  iteration (one group commit's worth, or a burst of other servers' notices) wake only as many
+  pollers as their capacities need: with one wake-up per task, five of six pollers woken by a
+  commit of six tasks ran a claim that found nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ class Notifier:
     def __init__(self) -> None:
         self._events: dict[Hashable, asyncio.Event] = {}
         self._tickets: dict[Hashable, collections.deque[asyncio.Future[None]]] = {}
+        self._capacity: dict[asyncio.Future[None], int] = {}
+        self._new_tasks: dict[Hashable, int] = {}
+        self._flush_scheduled = False
 
     def waiter(self, key: Hashable) -> asyncio.Event:
         """The event that the next :meth:`notify` of ``key`` sets."""
@@ -41,26 +50,55 @@ class Notifier:
             event.set()
         tickets = self._tickets.pop(key, None)
         for ticket in tickets or ():
+            self._capacity.pop(ticket, None)
             if not ticket.done():
                 ticket.set_result(None)
 
-    def ticket(self, key: Hashable) -> asyncio.Future[None]:
-        """Join the queue of pollers of ``key``; resolved by one :meth:`notify_one`."""
+    def ticket(self, key: Hashable, capacity: int = 1) -> asyncio.Future[None]:
+        """Join the queue of pollers of ``key`` (one that takes up to ``capacity`` tasks per
+        look); resolved by one :meth:`notify_one`, or by :meth:`notify_tasks`."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tickets.setdefault(key, collections.deque()).append(future)
+        if capacity > 1:
+            self._capacity[future] = capacity
         return future
+
+    def poll_keys(self) -> list[Hashable]:
+        """The keys that pollers wait on now."""
+        return list(self._tickets)
 
     def notify_one(self, key: Hashable) -> None:
         """Wake the longest-waiting poller of ``key``."""
+        self._wake(key, 1)
+
+    def notify_tasks(self, key: Hashable, count: int = 1) -> None:
+        """``count`` new tasks of ``key``: at the end of this loop iteration, wake the
+        longest-waiting pollers whose capacities add up to the tasks counted by then."""
+        self._new_tasks[key] = self._new_tasks.get(key, 0) + count
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_new_tasks)
+
+    def _flush_new_tasks(self) -> None:
+        self._flush_scheduled = False
+        counts, self._new_tasks = self._new_tasks, {}
+        for key, count in counts.items():
+            self._wake(key, count)
+
+    def _wake(self, key: Hashable, tasks: int) -> None:
         tickets = self._tickets.get(key)
-        while tickets:
+        while tickets and tasks > 0:
             ticket = tickets.popleft()
+            capacity = self._capacity.pop(ticket, 1)
             if not ticket.done():
                 ticket.set_result(None)
-                return
+                tasks -= capacity
+        if tickets is not None and not tickets:
+            del self._tickets[key]
 
     def release(self, key: Hashable, ticket: asyncio.Future[None]) -> None:
         """Leave the queue; if the ticket was already used, pass the wake-up on."""
+        self._capacity.pop(ticket, None)
         if ticket.done():
             if not ticket.cancelled():
                 self.notify_one(key)
@@ -81,6 +119,7 @@ class Notifier:
         for event in events.values():
             event.set()
         tickets, self._tickets = self._tickets, {}
+        self._capacity.clear()
         for queue in tickets.values():
             for ticket in queue:
                 if not ticket.done():

@@ -46,6 +46,9 @@ class ShardController:
         on_acquired: Called with each shard taken (to start recovery work for it).
         on_released: Called with each shard given up or lost.
         max_shards: Most shards to hold (None: the fair share).
+        polling: The task queues this process's workers poll, sent with each heartbeat.
+        on_round: Called after each round of :meth:`acquire_available` (the view of
+            :attr:`shard_owners` and :attr:`member_polling` is new).
     """
 
     def __init__(
@@ -60,8 +63,12 @@ class ShardController:
         on_acquired: Callable[[int], None] | None = None,
         on_released: Callable[[int], None] | None = None,
         max_shards: int | None = None,
+        polling: Callable[[], list[str]] | None = None,
+        on_round: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
+        self._polling = polling
+        self._on_round = on_round
         self.owner = owner
         self.address = address
         self.shard_count = shard_count
@@ -72,6 +79,9 @@ class ShardController:
         self._on_released = on_released
         self.max_shards = max_shards
         self.members: dict[str, str] = {}
+        self.member_polling: dict[str, frozenset[str]] = {}
+        # Each shard's owner as of the last round, None where no live lease holds it.
+        self.shard_owners: dict[int, str | None] = {}
 
     def owned(self) -> list[int]:
         """Shards held right now."""
@@ -92,10 +102,13 @@ class ShardController:
                 self._on_released(shard_id)
 
     async def _share(self, now: int) -> int:
-        await self._store.heartbeat_member(self.owner, self.address, now)
+        polling = self._polling() if self._polling is not None else []
+        await self._store.heartbeat_member(self.owner, self.address, now, polling)
         # A member counts while its heartbeat is within two leases: a process that is merely
         # slow for a moment does not make everyone reshuffle shards.
         self.members = await self._store.live_members(now - 2 * self._lease_ms)
+        if self._on_round is not None:
+            self.member_polling = await self._store.member_polling(now - 2 * self._lease_ms)
         share = fair_share(self.shard_count, max(1, len(self.members)))
         if self.max_shards is not None:
             share = min(share, self.max_shards)
@@ -125,6 +138,12 @@ class ShardController:
             limit = await self._share(now)
         taken: list[int] = []
         rows = await self._store.shard_table()
+        self.shard_owners = {
+            row["shard_id"]: row["owner"]
+            if row["owner"] is not None and row["lease_until_ms"] >= now
+            else None
+            for row in rows
+        }
         for row in rows:
             if len(self._ranges) >= limit:
                 break
@@ -155,6 +174,10 @@ class ShardController:
                     self._on_acquired(shard_id)
         if taken:
             log.info("%s took shards %s", self.owner, _ranges_text(taken))
+            for shard_id in taken:
+                self.shard_owners[shard_id] = self.owner
+        if self._on_round is not None:
+            self._on_round()
         return taken
 
     async def renew(self) -> None:

@@ -40,6 +40,7 @@ from cadenza.history import (
     CadenzaError,
     Failure,
     InvalidArgumentError,
+    ShardOwnershipLostError,
     TaskChange,
     TaskRecord,
     TimerRecord,
@@ -169,7 +170,7 @@ class WorkflowTaskOps:
         deadline = loop.time() + (self.settings.poll_timeout if timeout is None else timeout)
         key = ("workflow", namespace, task_queue)
         while not self.stopping:
-            ticket = self.notifier.ticket(key)
+            ticket = self.notifier.ticket(key, capacity=max_tasks)
             query = self.take_query(namespace, task_queue)
             if query is not None:
                 record = await self.store.get_execution(query.shard_id, query.run_id)
@@ -201,6 +202,7 @@ class WorkflowTaskOps:
                 now=now,
                 lease_ms=int(self.settings.workflow_task_timeout * 1000),
                 limit=max_tasks,
+                shard_ids=self.claim_shards(key),
                 timers_for=_wt_timers,
                 notify_for=self.timer_notices,
             )
@@ -310,8 +312,13 @@ class WorkflowTaskOps:
         return await self.store.get_task(shard_id, task_id)
 
     async def _current_wt(self: Engine, token: TaskToken) -> TaskRecord:
-        # Another server's shard: refuse before reading anything (the request is forwarded).
-        self.range_id(token.shard_id)
+        # Another server's shard: refuse before reading anything (the request is forwarded,
+        # and the owner completes the task: our copy of its row is of no further use).
+        try:
+            self.range_id(token.shard_id)
+        except ShardOwnershipLostError:
+            self.track_inflight(workflow_task_id(token.run_id), False)
+            raise
         task = await self.leased_task(token.shard_id, workflow_task_id(token.run_id), token.attempt)
         if (
             task is None

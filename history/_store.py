@@ -198,8 +198,11 @@ class HistoryStore(Protocol):
     async def terminate_sessions(self, owner: str) -> int: ...
     async def publish(self, notices: Sequence[str]) -> None: ...
     async def shard_table(self) -> list[dict[str, Any]]: ...
-    async def heartbeat_member(self, owner: str, address: str, now: int) -> None: ...
+    async def heartbeat_member(
+        self, owner: str, address: str, now: int, polling: Sequence[str] = ()
+    ) -> None: ...
     async def live_members(self, since_ms: int) -> dict[str, str]: ...
+    async def member_polling(self, since_ms: int) -> dict[str, frozenset[str]]: ...
     async def remove_member(self, owner: str) -> None: ...
     async def get_execution(self, shard_id: int, run_id: str) -> ExecutionRecord | None: ...
     async def latest_run(
@@ -342,7 +345,7 @@ class SqlStore:
         self,
         url: str,
         *,
-        pool_size: int = 10,
+        pool_size: int = 16,
         connect_timeout: float = 10.0,
         idle_txn_timeout: float = 10.0,
         application_name: str = "cadenza",
@@ -688,19 +691,27 @@ class SqlStore:
 
     # ------------------------------------------------------------------ members
 
-    async def heartbeat_member(self, owner: str, address: str, now: int) -> None:
-        """Say that this process is alive (and where it listens)."""
+    async def heartbeat_member(
+        self, owner: str, address: str, now: int, polling: Sequence[str] = ()
+    ) -> None:
+        """Say that this process is alive, where it listens, and which task queues its
+        workers are polling (``"kind|namespace|task_queue"``)."""
         m = t.cluster_members.c
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as upsert
         else:
             from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+        queues = _dumps(sorted(polling))
         statement = upsert(t.cluster_members).values(
-            owner=owner, address=address, heartbeat_ms=now, started_ms=now
+            owner=owner, address=address, heartbeat_ms=now, started_ms=now, polling=queues
         )
         statement = statement.on_conflict_do_update(
             index_elements=[m.owner],
-            set_={"heartbeat_ms": statement.excluded.heartbeat_ms, "address": address},
+            set_={
+                "heartbeat_ms": statement.excluded.heartbeat_ms,
+                "address": address,
+                "polling": queues,
+            },
         )
         async with self._write_txn() as conn:
             await conn.execute(statement)
@@ -713,6 +724,14 @@ class SqlStore:
                 select(m.owner, m.address).where(m.heartbeat_ms >= since_ms).order_by(m.owner)
             )
             return {r[0]: r[1] for r in rows}
+
+    async def member_polling(self, since_ms: int) -> dict[str, frozenset[str]]:
+        """Members whose last heartbeat is at or after ``since_ms``: owner → the task queues
+        their workers poll (as written by :meth:`heartbeat_member`)."""
+        m = t.cluster_members.c
+        async with self._read() as conn:
+            rows = await conn.execute(select(m.owner, m.polling).where(m.heartbeat_ms >= since_ms))
+            return {r[0]: frozenset(orjson.loads(r[1] or "[]")) for r in rows}
 
     async def remove_member(self, owner: str) -> None:
         """Leave the cluster (clean shutdown)."""

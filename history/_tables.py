@@ -164,6 +164,7 @@ cluster_members = Table(
     Column("address", Text, nullable=False),
     Column("heartbeat_ms", BigInteger, nullable=False),
     Column("started_ms", BigInteger, nullable=False),
+    Column("polling", Text, nullable=False, server_default="[]"),
 )
 
 # Tables of other areas register themselves on the same metadata (imported last: they import

@@ -6,11 +6,16 @@ conftest) and start from empty tables: the tables are truncated before each test
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
+from aiohttp.test_utils import TestServer
 
+from cadenza.engine import Engine, Settings
+from cadenza.frontend import create_app
 from cadenza.sdk.testing import WorkflowEnvironment
 
 TABLES = "events, executions, tasks, timers, shards, cluster_metadata, worker_registrations"
@@ -49,3 +54,44 @@ async def real_env(db_url: str) -> AsyncIterator[WorkflowEnvironment]:
         yield environment
     finally:
         await environment.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def cluster(pg_database_factory) -> AsyncIterator[list[tuple[Engine, str]]]:
+    """Two servers (engine + HTTP API on loopback) sharing one fresh PostgreSQL database."""
+    dsn = pg_database_factory("query")
+    members: list[tuple[Engine, str]] = []
+    servers: list[TestServer] = []
+    try:
+        for _ in range(2):
+            port = _free_port()
+            url = f"http://127.0.0.1:{port}"
+            settings = Settings(
+                database_url=dsn, shard_count=4, shard_lease_seconds=3, advertise_url=url
+            )
+            engine = Engine(settings)
+            await engine.start()
+            server = TestServer(create_app(engine, settings), host="127.0.0.1", port=port)
+            await server.start_server()
+            members.append((engine, url))
+            servers.append(server)
+        # Until each has seen the other's heartbeat and the shards are split evenly (a test
+        # that picks workflow ids by owner must not see a shard move afterwards).
+        for _ in range(150):
+            if all(e.clustered and e.shards and len(e.shards.owned()) == 2 for e, _ in members):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the two servers never formed a cluster")
+        yield members
+    finally:
+        for server in servers:
+            await server.close()
+        for engine, _ in members:
+            await engine.stop()

@@ -3,61 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator
 
 import aiohttp
 import psycopg
 import pytest
-from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from cadenza.engine import Engine, Settings
 from cadenza.engine._shards import shard_for
-from cadenza.frontend import create_app
 from cadenza.frontend.remote import RemoteService
 from cadenza.history import QueryFailedError
 from cadenza.sdk import Client, Worker
 from tests.integration.engine import workflows as w
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-async def cluster(pg_database_factory) -> AsyncIterator[list[tuple[Engine, str]]]:
-    """Two servers (engine + HTTP API on loopback) sharing one fresh PostgreSQL database."""
-    dsn = pg_database_factory("query")
-    members: list[tuple[Engine, str]] = []
-    servers: list[TestServer] = []
-    try:
-        for _ in range(2):
-            port = _free_port()
-            url = f"http://127.0.0.1:{port}"
-            settings = Settings(
-                database_url=dsn, shard_count=4, shard_lease_seconds=3, advertise_url=url
-            )
-            engine = Engine(settings)
-            await engine.start()
-            server = TestServer(create_app(engine, settings), host="127.0.0.1", port=port)
-            await server.start_server()
-            members.append((engine, url))
-            servers.append(server)
-        for _ in range(100):  # until each has seen the other's heartbeat and shards split
-            if all(e.clustered and e.shards and e.shards.owned() for e, _ in members):
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("the two servers never formed a cluster")
-        yield members
-    finally:
-        for server in servers:
-            await server.close()
-        for engine, _ in members:
-            await engine.stop()
 
 
 async def test_query_through_a_server_its_worker_does_not_poll(cluster) -> None:
