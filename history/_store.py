@@ -345,7 +345,7 @@ class SqlStore:
         self,
         url: str,
         *,
-        pool_size: int = 16,
+        pool_size: int = 10,
         connect_timeout: float = 10.0,
         idle_txn_timeout: float = 10.0,
         application_name: str = "cadenza",
