@@ -10,14 +10,15 @@ a no-op).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from cadenza.engine._api import ActivityTaskInfo, HeartbeatResponse, TaskToken
 from cadenza.engine._mutation import Mutation, activity_task_id, dt_to_ms, ms_to_dt
-from cadenza.engine._notify import wait_ticket
 from cadenza.engine._retry import decide_retry
+from cadenza.engine._sync_match import Lease, wait_for_tasks
 from cadenza.engine._validation import MAX_NAME_LENGTH, check_id
 from cadenza.engine._workflow_tasks import RETRY_VISIBLE_RESET, activity_timer_keys
 from cadenza.history import (
@@ -67,6 +68,21 @@ def _activity_timers(task: TaskRecord) -> list[TimerRecord]:
     return timers
 
 
+def _activity_lease(worker_id: str) -> Lease:
+    """How a commit leases a new activity attempt to a waiting poll (as the claim would)."""
+
+    def lease(task: TaskRecord, now: int, _seen: int) -> tuple[TaskRecord, list[TimerRecord]]:
+        leased = dataclasses.replace(
+            task,
+            lease_owner=worker_id,
+            lease_until_ms=now + _DEFAULT_ACTIVITY_LEASE_MS,
+            started_at_ms=now,
+        )
+        return leased, _activity_timers(leased)
+
+    return lease
+
+
 class ActivityTaskOps:
     """Activity task operations of :class:`~cadenza.engine.Engine`."""
 
@@ -106,42 +122,54 @@ class ActivityTaskOps:
                 timers = _activity_timers(task)
                 if self.timer_service is not None and timers:
                     self.timer_service.notify(min(t.fire_at_ms for t in timers))
-                p = task.payload
-                details = task.heartbeat_details
-                return ActivityTaskInfo(
-                    token=TaskToken(
-                        shard_id=task.shard_id,
-                        namespace=task.namespace,
-                        workflow_id=task.workflow_id,
-                        run_id=task.run_id,
-                        scheduled_event_id=task.ref_event_id,
-                        attempt=task.attempt,
-                    ),
-                    activity_id=p["activity_id"],
-                    activity_type=p["activity_type"],
-                    task_queue=task.task_queue,
-                    input=msgspec.Raw(p["input"].encode()),
-                    workflow_type=p.get("workflow_type", ""),
-                    scheduled_time_ms=p.get("scheduled_ms", task.created_ms),
-                    started_time_ms=task.started_at_ms or now,
-                    schedule_to_close_timeout=p.get("schedule_to_close"),
-                    start_to_close_timeout=p.get("start_to_close"),
-                    heartbeat_timeout=p.get("heartbeat"),
-                    heartbeat_details=list(details) if isinstance(details, list) else [],
-                )
+                return self._activity_info(task, now)
             remaining = deadline - loop.time()
             if remaining <= 0:
                 self.notifier.release(key, ticket)
                 return None
-            try:
-                await wait_ticket(ticket, remaining)
-            finally:
-                if not ticket.done():
-                    self.notifier.release(key, ticket)
+            delivered = await wait_for_tasks(
+                self.sync_match,
+                self.notifier,
+                key,
+                ticket,
+                worker_id=worker_id,
+                capacity=1,
+                lease=_activity_lease(worker_id),
+                timeout=remaining,
+            )
+            if delivered:
+                return self._activity_info(delivered[0], now)
         # The engine is stopping: answer "no task" at the poll's end (at most a second
         # away), not at once, so a worker that outlives its engine does not spin.
         await asyncio.sleep(max(0.0, min(deadline - loop.time(), 1.0)))
         return None
+
+    @staticmethod
+    def _activity_info(task: TaskRecord, now: int) -> ActivityTaskInfo:
+        """What a worker is handed for a leased activity attempt."""
+        p = task.payload
+        details = task.heartbeat_details
+        return ActivityTaskInfo(
+            token=TaskToken(
+                shard_id=task.shard_id,
+                namespace=task.namespace,
+                workflow_id=task.workflow_id,
+                run_id=task.run_id,
+                scheduled_event_id=task.ref_event_id,
+                attempt=task.attempt,
+            ),
+            activity_id=p["activity_id"],
+            activity_type=p["activity_type"],
+            task_queue=task.task_queue,
+            input=msgspec.Raw(p["input"].encode()),
+            workflow_type=p.get("workflow_type", ""),
+            scheduled_time_ms=p.get("scheduled_ms", task.created_ms),
+            started_time_ms=task.started_at_ms or now,
+            schedule_to_close_timeout=p.get("schedule_to_close"),
+            start_to_close_timeout=p.get("start_to_close"),
+            heartbeat_timeout=p.get("heartbeat"),
+            heartbeat_details=list(details) if isinstance(details, list) else [],
+        )
 
     async def _current_activity(self: Engine, token: TaskToken) -> TaskRecord | None:
         # Another server's shard: refuse before reading anything (the request is forwarded,

@@ -41,6 +41,7 @@ from cadenza.engine._notify import Notifier, wait_event
 from cadenza.engine._run_cache import WrittenRuns
 from cadenza.engine._schedules import ScheduleOps
 from cadenza.engine._shards import ShardController, shard_for
+from cadenza.engine._sync_match import Reservation, SyncMatch
 from cadenza.engine._task_dispatch import PollerPresence, QueueKey, TaskDispatch
 from cadenza.engine._timeouts import TimeoutOps
 from cadenza.engine._transfer import TransferOps
@@ -147,6 +148,7 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         self.notifier = Notifier()
         self.shards: ShardController | None = None
         self.poller_presence = PollerPresence()
+        self.sync_match = SyncMatch()
         self.dispatch = TaskDispatch(self.owner, self.settings.shard_count)
         self.timer_service: TimerService | None = None
         self.shard_count = self.settings.shard_count
@@ -424,15 +426,17 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
             now = self.clock.now_ms()
             # A held task (a schedule's fire written ahead): other servers wake their
             # pollers when it becomes visible, not now.
+            # A task written leased to a waiting poll of ours (a sync match) needs no notice.
+            free = [t for t in m.tasks_insert if t.kind != "transfer" and t.lease_owner is None]
             held = {
                 (t.kind, t.namespace, t.task_queue, t.visible_at_ms)
-                for t in m.tasks_insert
-                if t.kind != "transfer" and t.visible_at_ms is not None and t.visible_at_ms > now
+                for t in free
+                if t.visible_at_ms is not None and t.visible_at_ms > now
             }
             keys = {
                 (t.kind, t.namespace, t.task_queue)
-                for t in m.tasks_insert
-                if t.kind != "transfer" and (t.visible_at_ms is None or t.visible_at_ms <= now)
+                for t in free
+                if t.visible_at_ms is None or t.visible_at_ms <= now
             }
             keys.update(m.wake_keys)
             m.notify = [f"{self.owner}|t|{k}|{ns}|{q}" for k, ns, q in sorted(keys)]
@@ -477,6 +481,7 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
 
     async def commit(self, mutation: Mutation) -> bool:
         """Write a mutation; False if the CAS lost (the caller re-reads and retries)."""
+        matched = self._match_new_tasks(mutation) if self.sync_match.waiting() else []
         if self.clustered:
             self._cluster_notices(mutation)
         for m in (mutation, *mutation.also):
@@ -484,11 +489,16 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         try:
             await self.store.write(mutation.to_write())
         except ConditionFailedError:
+            self._unmatch(mutation, matched)
             return False
         except ShardOwnershipLostError:
+            self._unmatch(mutation, matched)
             if self.shards is not None:
                 self.shards.drop(mutation.shard_id)
             self.forget_shard(mutation.shard_id)
+            raise
+        except BaseException:
+            self._unmatch(mutation, matched)
             raise
         self._after_commit(mutation)
         for m in (mutation, *mutation.also):
@@ -501,7 +511,40 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
                 closed_record=record if m.closed else None,
             )
             self._remember(record)
+        for reservation in matched:
+            self.track_inflight(reservation.leased.task_id, True, reservation.leased)
+            SyncMatch.deliver(reservation)
         return True
+
+    def _match_new_tasks(self, mutation: Mutation) -> list[Reservation]:
+        """Write the new tasks that a waiting poll of this process can take as leased to it
+        (see :mod:`cadenza.engine._sync_match`)."""
+        matched: list[Reservation] = []
+        now = self.clock.now_ms()
+        for m in (mutation, *mutation.also):
+            seen_up_to = m.state.next_event_id - 1
+            for index, task in enumerate(m.tasks_insert):
+                if task.kind not in ("workflow", "activity"):
+                    continue
+                reservation = self.sync_match.reserve(task, now, seen_up_to)
+                if reservation is not None:
+                    m.tasks_insert[index] = reservation.leased
+                    m.timers_insert.extend(reservation.timers)
+                    matched.append(reservation)
+        return matched
+
+    @staticmethod
+    def _unmatch(mutation: Mutation, matched: list[Reservation]) -> None:
+        """The write failed: give the reservations back and the mutation its own rows."""
+        for reservation in matched:
+            SyncMatch.withdraw(reservation)
+        if not matched:
+            return
+        originals = {id(r.leased): r.original for r in matched}
+        timers = {id(timer) for r in matched for timer in r.timers}
+        for m in (mutation, *mutation.also):
+            m.tasks_insert = [originals.get(id(t), t) for t in m.tasks_insert]
+            m.timers_insert = [t for t in m.timers_insert if id(t) not in timers]
 
     def _wake_when_visible(self, key: tuple[str, str, str], visible_at_ms: int) -> None:
         """Wake a poller of ``key`` when a held task becomes visible (by the engine's clock,
@@ -532,6 +575,8 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
             for task in m.tasks_insert:
                 if task.kind == "transfer":
                     self.notifier.notify("transfer")
+                elif task.lease_owner is not None:
+                    continue  # handed to a waiting poll with this commit
                 elif task.visible_at_ms is not None and task.visible_at_ms > m.now_ms:
                     key = (task.kind, task.namespace, task.task_queue)
                     self._wake_when_visible(key, task.visible_at_ms)
@@ -540,7 +585,7 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
             for key in m.wake_keys:
                 self.notifier.notify_one(key)
             for task in m.tasks_insert:
-                if task.sticky_worker and task.sticky_until_ms:
+                if task.sticky_worker and task.sticky_until_ms and task.lease_owner is None:
                     key = (task.kind, task.namespace, task.task_queue)
                     delay = max(0.0, (task.sticky_until_ms - self.clock.now_ms()) / 1000)
                     asyncio.get_running_loop().call_later(delay + 0.01, self.notifier.notify, key)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 from collections.abc import Hashable
 
 
@@ -95,6 +96,19 @@ class Notifier:
                 tasks -= capacity
         if tickets is not None and not tickets:
             del self._tickets[key]
+
+    def discard(self, key: Hashable, ticket: asyncio.Future[None]) -> None:
+        """Leave the queue without passing anything on (the ticket was used for something
+        else than a wake-up of this notifier)."""
+        self._capacity.pop(ticket, None)
+        if not ticket.done():
+            ticket.cancel()
+        tickets = self._tickets.get(key)
+        if tickets is not None:
+            with contextlib.suppress(ValueError):
+                tickets.remove(ticket)
+            if not tickets:
+                del self._tickets[key]
 
     def release(self, key: Hashable, ticket: asyncio.Future[None]) -> None:
         """Leave the queue; if the ticket was already used, pass the wake-up on."""

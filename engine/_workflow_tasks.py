@@ -10,6 +10,7 @@ this task did not see them, and the completion schedules another task for them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -33,8 +34,8 @@ from cadenza.engine._commands import (
     StartTimer,
 )
 from cadenza.engine._mutation import Mutation, activity_task_id, ms_to_dt, workflow_task_id
-from cadenza.engine._notify import wait_ticket
 from cadenza.engine._retry import workflow_task_backoff_ms
+from cadenza.engine._sync_match import Lease, wait_for_tasks
 from cadenza.engine._validation import MAX_NAME_LENGTH, check_id
 from cadenza.history import (
     CadenzaError,
@@ -111,6 +112,22 @@ def _wt_timers(task: TaskRecord) -> list[TimerRecord]:
             attempt=task.attempt,
         )
     ]
+
+
+def _workflow_lease(worker_id: str, lease_ms: int) -> Lease:
+    """How a commit leases a new workflow task to a waiting poll (as the claim would)."""
+
+    def lease(task: TaskRecord, now: int, seen_up_to: int) -> tuple[TaskRecord, list[TimerRecord]]:
+        leased = dataclasses.replace(
+            task,
+            lease_owner=worker_id,
+            lease_until_ms=now + lease_ms,
+            started_at_ms=now,
+            seen_up_to=seen_up_to,
+        )
+        return leased, _wt_timers(leased)
+
+    return lease
 
 
 _HISTORY_IN_TASK = 1000
@@ -222,11 +239,18 @@ class WorkflowTaskOps:
                 return []
             # A task held for another worker's cache becomes free when its sticky window
             # ends; look again by then even if nothing notifies us.
-            try:
-                await wait_ticket(ticket, min(remaining, self.settings.sticky_timeout))
-            finally:
-                if not ticket.done():
-                    self.notifier.release(key, ticket)
+            delivered = await wait_for_tasks(
+                self.sync_match,
+                self.notifier,
+                key,
+                ticket,
+                worker_id=worker_id,
+                capacity=max_tasks,
+                lease=_workflow_lease(worker_id, int(self.settings.workflow_task_timeout * 1000)),
+                timeout=min(remaining, self.settings.sticky_timeout),
+            )
+            if delivered:
+                return [await self._task_info(task, worker_id, now) for task in delivered]
         # The engine is stopping: answer "no task" at the poll's end (at most a second
         # away), not at once, so a worker that outlives its engine does not spin.
         await asyncio.sleep(max(0.0, min(deadline - loop.time(), 1.0)))
