@@ -10,7 +10,6 @@ a no-op).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -18,9 +17,9 @@ import msgspec
 from cadenza.engine._api import ActivityTaskInfo, HeartbeatResponse, TaskToken
 from cadenza.engine._mutation import Mutation, activity_task_id, dt_to_ms, ms_to_dt
 from cadenza.engine._retry import decide_retry
-from cadenza.engine._sync_match import Lease, wait_for_tasks
+from cadenza.engine._sync_match import claim_lease, wait_for_tasks
 from cadenza.engine._validation import MAX_NAME_LENGTH, check_id
-from cadenza.engine._workflow_tasks import RETRY_VISIBLE_RESET, activity_timer_keys
+from cadenza.engine._workflow_tasks import RETRY_VISIBLE_RESET, activity_timer_keys, token_of
 from cadenza.history import (
     Failure,
     PayloadTooLargeError,
@@ -66,21 +65,6 @@ def _activity_timers(task: TaskRecord) -> list[TimerRecord]:
                 )
             )
     return timers
-
-
-def _activity_lease(worker_id: str) -> Lease:
-    """How a commit leases a new activity attempt to a waiting poll (as the claim would)."""
-
-    def lease(task: TaskRecord, now: int, _seen: int) -> tuple[TaskRecord, list[TimerRecord]]:
-        leased = dataclasses.replace(
-            task,
-            lease_owner=worker_id,
-            lease_until_ms=now + _DEFAULT_ACTIVITY_LEASE_MS,
-            started_at_ms=now,
-        )
-        return leased, _activity_timers(leased)
-
-    return lease
 
 
 class ActivityTaskOps:
@@ -134,7 +118,9 @@ class ActivityTaskOps:
                 ticket,
                 worker_id=worker_id,
                 capacity=1,
-                lease=_activity_lease(worker_id),
+                lease=claim_lease(
+                    worker_id, _DEFAULT_ACTIVITY_LEASE_MS, _activity_timers, records_seen=False
+                ),
                 timeout=remaining,
             )
             if delivered:
@@ -150,14 +136,7 @@ class ActivityTaskOps:
         p = task.payload
         details = task.heartbeat_details
         return ActivityTaskInfo(
-            token=TaskToken(
-                shard_id=task.shard_id,
-                namespace=task.namespace,
-                workflow_id=task.workflow_id,
-                run_id=task.run_id,
-                scheduled_event_id=task.ref_event_id,
-                attempt=task.attempt,
-            ),
+            token=token_of(task),
             activity_id=p["activity_id"],
             activity_type=p["activity_type"],
             task_queue=task.task_queue,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,6 +29,30 @@ from cadenza.history import TaskRecord, TimerRecord
 QueueKey = tuple[str, str, str]
 Lease = Callable[[TaskRecord, int, int], tuple[TaskRecord, list[TimerRecord]]]
 """``(task, now_ms, seen_up_to) -> (the task leased, its timeout timers)``."""
+
+
+def claim_lease(
+    worker_id: str,
+    lease_ms: int,
+    timers_for: Callable[[TaskRecord], list[TimerRecord]],
+    *,
+    records_seen: bool,
+) -> Lease:
+    """A :data:`Lease` that writes what a poll's claim would: the lease to ``worker_id`` for
+    ``lease_ms``, the start time, ``seen_up_to`` for a workflow task (``records_seen``), and
+    the timeout timers ``timers_for`` gives for the leased row."""
+
+    def lease(task: TaskRecord, now: int, seen_up_to: int) -> tuple[TaskRecord, list[TimerRecord]]:
+        leased = dataclasses.replace(
+            task,
+            lease_owner=worker_id,
+            lease_until_ms=now + lease_ms,
+            started_at_ms=now,
+            seen_up_to=seen_up_to if records_seen else task.seen_up_to,
+        )
+        return leased, timers_for(leased)
+
+    return lease
 
 
 @dataclass(eq=False)
@@ -179,4 +204,12 @@ async def wait_for_tasks(
     return delivered
 
 
-__all__ = ["Lease", "QueueKey", "Reservation", "SyncMatch", "WaitingPoller", "wait_for_tasks"]
+__all__ = [
+    "Lease",
+    "QueueKey",
+    "Reservation",
+    "SyncMatch",
+    "WaitingPoller",
+    "claim_lease",
+    "wait_for_tasks",
+]

@@ -10,7 +10,6 @@ this task did not see them, and the completion schedules another task for them.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,7 @@ from cadenza.engine._commands import (
 )
 from cadenza.engine._mutation import Mutation, activity_task_id, ms_to_dt, workflow_task_id
 from cadenza.engine._retry import workflow_task_backoff_ms
-from cadenza.engine._sync_match import Lease, wait_for_tasks
+from cadenza.engine._sync_match import claim_lease, wait_for_tasks
 from cadenza.engine._validation import MAX_NAME_LENGTH, check_id
 from cadenza.history import (
     CadenzaError,
@@ -114,20 +113,16 @@ def _wt_timers(task: TaskRecord) -> list[TimerRecord]:
     ]
 
 
-def _workflow_lease(worker_id: str, lease_ms: int) -> Lease:
-    """How a commit leases a new workflow task to a waiting poll (as the claim would)."""
-
-    def lease(task: TaskRecord, now: int, seen_up_to: int) -> tuple[TaskRecord, list[TimerRecord]]:
-        leased = dataclasses.replace(
-            task,
-            lease_owner=worker_id,
-            lease_until_ms=now + lease_ms,
-            started_at_ms=now,
-            seen_up_to=seen_up_to,
-        )
-        return leased, _wt_timers(leased)
-
-    return lease
+def token_of(task: TaskRecord) -> TaskToken:
+    """The token a worker completes a leased task attempt with."""
+    return TaskToken(
+        shard_id=task.shard_id,
+        namespace=task.namespace,
+        workflow_id=task.workflow_id,
+        run_id=task.run_id,
+        scheduled_event_id=task.ref_event_id,
+        attempt=task.attempt,
+    )
 
 
 _HISTORY_IN_TASK = 1000
@@ -246,7 +241,12 @@ class WorkflowTaskOps:
                 ticket,
                 worker_id=worker_id,
                 capacity=max_tasks,
-                lease=_workflow_lease(worker_id, int(self.settings.workflow_task_timeout * 1000)),
+                lease=claim_lease(
+                    worker_id,
+                    int(self.settings.workflow_task_timeout * 1000),
+                    _wt_timers,
+                    records_seen=True,
+                ),
                 timeout=min(remaining, self.settings.sticky_timeout),
             )
             if delivered:
@@ -272,14 +272,7 @@ class WorkflowTaskOps:
             seen_up_to=task.seen_up_to or 0,
             started_time_ms=task.started_at_ms or now,
             attempt=task.attempt,
-            token=TaskToken(
-                shard_id=task.shard_id,
-                namespace=task.namespace,
-                workflow_id=task.workflow_id,
-                run_id=task.run_id,
-                scheduled_event_id=task.ref_event_id,
-                attempt=task.attempt,
-            ),
+            token=token_of(task),
         )
 
     async def _history_for(self: Engine, task: TaskRecord, worker_id: str) -> tuple[int, list[Any]]:

@@ -40,6 +40,16 @@ def _identities(history: Sequence) -> set[str]:
     }
 
 
+def _worker(client: Client, queue: str, identity: str) -> Worker:
+    return Worker(
+        client,
+        task_queue=queue,
+        workflows=[w.OrderWorkflow],
+        activities=ACTIVITIES,
+        identity=identity,
+    )
+
+
 async def _run_orders(client: Client, ids: list[str], queue: str) -> list:
     handles = await asyncio.gather(
         *(
@@ -63,20 +73,8 @@ async def test_with_workers_on_both_servers_each_run_is_served_by_its_owners_wor
     activity_key = ("activity", "default", "own")
     try:
         async with (
-            Worker(
-                clients[0],
-                task_queue="own",
-                workflows=[w.OrderWorkflow],
-                activities=ACTIVITIES,
-                identity="worker-of-first",
-            ),
-            Worker(
-                clients[1],
-                task_queue="own",
-                workflows=[w.OrderWorkflow],
-                activities=ACTIVITIES,
-                identity="worker-of-second",
-            ),
+            _worker(clients[0], "own", "worker-of-first"),
+            _worker(clients[1], "own", "worker-of-second"),
         ):
             # Once each server has read the other's heartbeat listing the queue, it claims
             # only the tasks of its own shards.
@@ -108,24 +106,12 @@ async def test_a_server_whose_workers_left_has_its_tasks_served_by_the_other(clu
     workflow_key = ("workflow", "default", "moved")
     try:
         # Workers poll the second server first: it serves its own shards only.
-        async with Worker(
-            to_second,
-            task_queue="moved",
-            workflows=[w.OrderWorkflow],
-            activities=ACTIVITIES,
-            identity="early",
-        ):
+        async with _worker(to_second, "moved", "early"):
             await _until(lambda: first.dispatch.peer_serves(second.owner, workflow_key))
             await _run_orders(to_second, _ids_of(second, "early", 2), "moved")
         # They move to the first server. The second server's queue is served by the first
         # once the second stops listing it (a few seconds), not never.
-        async with Worker(
-            to_first,
-            task_queue="moved",
-            workflows=[w.OrderWorkflow],
-            activities=ACTIVITIES,
-            identity="late",
-        ):
+        async with _worker(to_first, "moved", "late"):
             late_ids = _ids_of(second, "late", 3)
             histories = await _run_orders(to_first, late_ids, "moved")
         assert [_identities(h) for h in histories] == [{"late"}] * 3
