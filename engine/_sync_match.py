@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cadenza.engine._notify import Notifier, wait_ticket
+from cadenza.engine._task_dispatch import QueueKey
 from cadenza.history import TaskRecord, TimerRecord
 
-QueueKey = tuple[str, str, str]
 Lease = Callable[[TaskRecord, int, int], tuple[TaskRecord, list[TimerRecord]]]
 """``(task, now_ms, seen_up_to) -> (the task leased, its timeout timers)``."""
 
@@ -71,6 +71,7 @@ class WaitingPoller:
     _settled: asyncio.Event = field(default_factory=asyncio.Event)
 
     def free(self) -> int:
+        """How many more tasks it may be handed."""
         return self.capacity - len(self.tasks) - self.reserved
 
     async def settle(self) -> list[TaskRecord]:
@@ -206,7 +207,6 @@ async def wait_for_tasks(
 
 __all__ = [
     "Lease",
-    "QueueKey",
     "Reservation",
     "SyncMatch",
     "WaitingPoller",
