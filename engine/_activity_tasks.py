@@ -17,7 +17,7 @@ import msgspec
 from cadenza.engine._api import ActivityTaskInfo, HeartbeatResponse, TaskToken
 from cadenza.engine._mutation import Mutation, activity_task_id, dt_to_ms, ms_to_dt
 from cadenza.engine._retry import decide_retry
-from cadenza.engine._sync_match import claim_lease, wait_for_tasks
+from cadenza.engine._sync_match import claim_lease
 from cadenza.engine._validation import MAX_NAME_LENGTH, check_id
 from cadenza.engine._workflow_tasks import RETRY_VISIBLE_RESET, activity_timer_keys, token_of
 from cadenza.history import (
@@ -85,6 +85,10 @@ class ActivityTaskOps:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.settings.poll_timeout if timeout is None else timeout)
         key = ("activity", namespace, task_queue)
+        # How a commit leases a new attempt to this poll while it waits (as the claim would).
+        lease = claim_lease(
+            worker_id, _DEFAULT_ACTIVITY_LEASE_MS, _activity_timers, records_seen=False
+        )
         while not self.stopping:
             ticket = self.notifier.ticket(key)
             now = self.clock.now_ms()
@@ -111,17 +115,8 @@ class ActivityTaskOps:
             if remaining <= 0:
                 self.notifier.release(key, ticket)
                 return None
-            delivered = await wait_for_tasks(
-                self.sync_match,
-                self.notifier,
-                key,
-                ticket,
-                worker_id=worker_id,
-                capacity=1,
-                lease=claim_lease(
-                    worker_id, _DEFAULT_ACTIVITY_LEASE_MS, _activity_timers, records_seen=False
-                ),
-                timeout=remaining,
+            delivered = await self.sync_match.wait(
+                key, ticket, worker_id=worker_id, capacity=1, lease=lease, timeout=remaining
             )
             if delivered:
                 return self._activity_info(delivered[0], now)

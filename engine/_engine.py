@@ -148,8 +148,8 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         self.notifier = Notifier()
         self.shards: ShardController | None = None
         self.poller_presence = PollerPresence()
-        self.sync_match = SyncMatch()
-        self.dispatch = TaskDispatch(self.owner, self.settings.shard_count)
+        self.sync_match = SyncMatch(self.notifier)
+        self.dispatch = TaskDispatch(self.owner)
         self.timer_service: TimerService | None = None
         self.shard_count = self.settings.shard_count
         self._stop = asyncio.Event()
@@ -191,7 +191,6 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         if not take_shards:
             self.started = True
             return
-        self.dispatch = TaskDispatch(self.owner, self.shard_count)
         self.shards = ShardController(
             self.store,
             self.owner,

@@ -112,20 +112,12 @@ class Notifier:
 
     def release(self, key: Hashable, ticket: asyncio.Future[None]) -> None:
         """Leave the queue; if the ticket was already used, pass the wake-up on."""
-        self._capacity.pop(ticket, None)
         if ticket.done():
+            self._capacity.pop(ticket, None)
             if not ticket.cancelled():
                 self.notify_one(key)
             return
-        ticket.cancel()
-        tickets = self._tickets.get(key)
-        if tickets is not None:
-            try:
-                tickets.remove(ticket)
-            except ValueError:
-                pass
-            if not tickets:
-                del self._tickets[key]
+        self.discard(key, ticket)
 
     def notify_all(self) -> None:
         """Wake every waiter (shutdown)."""

@@ -106,9 +106,9 @@ class ShardController:
         await self._store.heartbeat_member(self.owner, self.address, now, polling)
         # A member counts while its heartbeat is within two leases: a process that is merely
         # slow for a moment does not make everyone reshuffle shards.
-        self.members = await self._store.live_members(now - 2 * self._lease_ms)
-        if self._on_round is not None:
-            self.member_polling = await self._store.member_polling(now - 2 * self._lease_ms)
+        live = await self._store.live_member_queues(now - 2 * self._lease_ms)
+        self.members = {owner: address for owner, (address, _) in sorted(live.items())}
+        self.member_polling = {owner: queues for owner, (_, queues) in live.items()}
         share = fair_share(self.shard_count, max(1, len(self.members)))
         if self.max_shards is not None:
             share = min(share, self.max_shards)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,7 +98,8 @@ class Reservation:
 class SyncMatch:
     """The polls of this process waiting for tasks, by queue."""
 
-    def __init__(self) -> None:
+    def __init__(self, notifier: Notifier) -> None:
+        self._notifier = notifier
         self._waiting: dict[QueueKey, collections.deque[WaitingPoller]] = {}
 
     def waiting(self) -> bool:
@@ -123,10 +125,8 @@ class SyncMatch:
         poller.open = False
         waiting = self._waiting.get(poller.key)
         if waiting is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 waiting.remove(poller)
-            except ValueError:
-                pass
             if not waiting:
                 del self._waiting[poller.key]
 
@@ -151,6 +151,38 @@ class SyncMatch:
             return Reservation(poller, task, leased, timers)
         return None
 
+    async def wait(
+        self,
+        key: QueueKey,
+        ticket: asyncio.Future[None],
+        *,
+        worker_id: str,
+        capacity: int,
+        lease: Lease,
+        timeout: float,
+    ) -> list[TaskRecord]:
+        """Wait up to ``timeout`` seconds on a poll's notifier ``ticket``, letting commits
+        hand it up to ``capacity`` tasks meanwhile. Returns the tasks handed over (empty:
+        woken by a notice, or the time ran out; the caller looks in the database again).
+        The ticket is settled either way."""
+        notifier = self._notifier
+        poller = self.join(key, worker_id, capacity, lease, ticket)
+        try:
+            await wait_ticket(ticket, timeout)
+        except BaseException:
+            self.leave(poller)
+            if not ticket.done():
+                notifier.release(key, ticket)
+            raise
+        self.leave(poller)
+        delivered = await poller.settle()
+        if delivered and poller.woken_by_delivery:
+            notifier.discard(key, ticket)
+        elif not ticket.done() or delivered:
+            # Not used yet: leave the queue; used by a wake-up meant for others: pass it on.
+            notifier.release(key, ticket)
+        return delivered
+
     @staticmethod
     def deliver(reservation: Reservation) -> None:
         """The commit went through: hand the task over."""
@@ -170,46 +202,10 @@ class SyncMatch:
         poller._settled.set()
 
 
-async def wait_for_tasks(
-    sync: SyncMatch,
-    notifier: Notifier,
-    key: QueueKey,
-    ticket: asyncio.Future[None],
-    *,
-    worker_id: str,
-    capacity: int,
-    lease: Lease,
-    timeout: float,
-) -> list[TaskRecord]:
-    """Wait up to ``timeout`` seconds on a poll's ``ticket``, letting commits hand it up to
-    ``capacity`` tasks meanwhile. Returns the tasks handed over (empty: woken by a
-    notice, or the time ran out; the caller looks in the database again). The ticket is
-    settled either way."""
-    poller = sync.join(key, worker_id, capacity, lease, ticket)
-    try:
-        await wait_ticket(ticket, timeout)
-    except BaseException:
-        sync.leave(poller)
-        if not ticket.done():
-            notifier.release(key, ticket)
-        raise
-    sync.leave(poller)
-    delivered = await poller.settle()
-    if delivered and poller.woken_by_delivery:
-        notifier.discard(key, ticket)
-    elif ticket.done():
-        if delivered:
-            notifier.release(key, ticket)  # a wake-up meant for others: pass it on
-    else:
-        notifier.release(key, ticket)
-    return delivered
-
-
 __all__ = [
     "Lease",
     "Reservation",
     "SyncMatch",
     "WaitingPoller",
     "claim_lease",
-    "wait_for_tasks",
 ]

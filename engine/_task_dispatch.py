@@ -64,16 +64,14 @@ class TaskDispatch:
 
     Args:
         owner: This server's owner id.
-        shard_count: The cluster's shard count.
     """
 
-    def __init__(self, owner: str, shard_count: int) -> None:
+    def __init__(self, owner: str) -> None:
         self.owner = owner
-        self.shard_count = shard_count
-        self._owned: frozenset[int] = frozenset(range(shard_count))
+        self.shard_count = 0  # 0 until the first view (the shard table lists every shard)
+        self._owned: frozenset[int] = frozenset()
         self._shard_owners: dict[int, str | None] = {}
         self._polling: dict[str, frozenset[str]] = {}
-        self._known = False
         self._cache: dict[QueueKey, list[int] | None] = {}
 
     def set_owned(self, owned: Iterable[int]) -> None:
@@ -96,8 +94,8 @@ class TaskDispatch:
         before = dict(self._cache)
         self._owned = frozenset(owned)
         self._shard_owners = dict(shard_owners)
+        self.shard_count = len(self._shard_owners)
         self._polling = dict(polling)
-        self._known = True
         self._cache.clear()
         for key, shards in before.items():
             if shards is None:
@@ -112,7 +110,7 @@ class TaskDispatch:
         if key in self._cache:
             return self._cache[key]
         shards: list[int] | None
-        if not self._known or len(self._owned) == self.shard_count:
+        if not self.shard_count or len(self._owned) == self.shard_count:
             shards = None
         else:
             name = queue_name(key)
@@ -137,7 +135,7 @@ class TaskDispatch:
     def peer_serves(self, peer: str, key: QueueKey) -> bool:
         """Whether ``peer`` hands out its own tasks of ``key`` (its workers poll it): its task
         notices then concern its own pollers, not ours."""
-        if not self._known:
+        if not self.shard_count:
             return False
         queues = self._polling.get(peer)
         return queues is not None and queue_name(key) in queues

@@ -34,7 +34,7 @@ from cadenza.engine._commands import (
 )
 from cadenza.engine._mutation import Mutation, activity_task_id, ms_to_dt, workflow_task_id
 from cadenza.engine._retry import workflow_task_backoff_ms
-from cadenza.engine._sync_match import claim_lease, wait_for_tasks
+from cadenza.engine._sync_match import claim_lease
 from cadenza.engine._validation import MAX_NAME_LENGTH, check_id
 from cadenza.history import (
     CadenzaError,
@@ -181,6 +181,9 @@ class WorkflowTaskOps:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.settings.poll_timeout if timeout is None else timeout)
         key = ("workflow", namespace, task_queue)
+        lease_ms = int(self.settings.workflow_task_timeout * 1000)
+        # How a commit leases a new task to this poll while it waits (as the claim would).
+        lease = claim_lease(worker_id, lease_ms, _wt_timers, records_seen=True)
         while not self.stopping:
             ticket = self.notifier.ticket(key, capacity=max_tasks)
             query = self.take_query(namespace, task_queue)
@@ -212,7 +215,7 @@ class WorkflowTaskOps:
                 task_queue=task_queue,
                 owner=worker_id,
                 now=now,
-                lease_ms=int(self.settings.workflow_task_timeout * 1000),
+                lease_ms=lease_ms,
                 limit=max_tasks,
                 shard_ids=self.claim_shards(key),
                 timers_for=_wt_timers,
@@ -234,19 +237,12 @@ class WorkflowTaskOps:
                 return []
             # A task held for another worker's cache becomes free when its sticky window
             # ends; look again by then even if nothing notifies us.
-            delivered = await wait_for_tasks(
-                self.sync_match,
-                self.notifier,
+            delivered = await self.sync_match.wait(
                 key,
                 ticket,
                 worker_id=worker_id,
                 capacity=max_tasks,
-                lease=claim_lease(
-                    worker_id,
-                    int(self.settings.workflow_task_timeout * 1000),
-                    _wt_timers,
-                    records_seen=True,
-                ),
+                lease=lease,
                 timeout=min(remaining, self.settings.sticky_timeout),
             )
             if delivered:

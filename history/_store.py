@@ -202,7 +202,7 @@ class HistoryStore(Protocol):
         self, owner: str, address: str, now: int, polling: Sequence[str] = ()
     ) -> None: ...
     async def live_members(self, since_ms: int) -> dict[str, str]: ...
-    async def member_polling(self, since_ms: int) -> dict[str, frozenset[str]]: ...
+    async def live_member_queues(self, since_ms: int) -> dict[str, tuple[str, frozenset[str]]]: ...
     async def remove_member(self, owner: str) -> None: ...
     async def get_execution(self, shard_id: int, run_id: str) -> ExecutionRecord | None: ...
     async def latest_run(
@@ -725,13 +725,15 @@ class SqlStore:
             )
             return {r[0]: r[1] for r in rows}
 
-    async def member_polling(self, since_ms: int) -> dict[str, frozenset[str]]:
-        """Members whose last heartbeat is at or after ``since_ms``: owner → the task queues
-        their workers poll (as written by :meth:`heartbeat_member`)."""
+    async def live_member_queues(self, since_ms: int) -> dict[str, tuple[str, frozenset[str]]]:
+        """Members whose last heartbeat is at or after ``since_ms``: owner → its address and
+        the task queues its workers poll (as written by :meth:`heartbeat_member`)."""
         m = t.cluster_members.c
         async with self._read() as conn:
-            rows = await conn.execute(select(m.owner, m.polling).where(m.heartbeat_ms >= since_ms))
-            return {r[0]: frozenset(orjson.loads(r[1] or "[]")) for r in rows}
+            rows = await conn.execute(
+                select(m.owner, m.address, m.polling).where(m.heartbeat_ms >= since_ms)
+            )
+            return {r[0]: (r[1], frozenset(orjson.loads(r[2] or "[]"))) for r in rows}
 
     async def remove_member(self, owner: str) -> None:
         """Leave the cluster (clean shutdown)."""

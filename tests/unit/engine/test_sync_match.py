@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 
 from cadenza.engine._notify import Notifier
-from cadenza.engine._sync_match import SyncMatch, wait_for_tasks
+from cadenza.engine._sync_match import SyncMatch
 from cadenza.history import TaskRecord, TimerRecord
 
 KEY = ("workflow", "default", "q")
@@ -37,7 +37,7 @@ def _lease(worker: str):  # type: ignore[no-untyped-def]
 
 
 async def test_a_reserved_task_is_leased_to_the_poll_and_delivered_after_the_commit() -> None:
-    sync = SyncMatch()
+    sync = SyncMatch(Notifier())
     ticket = asyncio.get_running_loop().create_future()
     poller = sync.join(KEY, "worker-a", 2, _lease("worker-a"), ticket)
     first = sync.reserve(_task(1), now_ms=50, seen_up_to=3)
@@ -53,7 +53,7 @@ async def test_a_reserved_task_is_leased_to_the_poll_and_delivered_after_the_com
 
 
 async def test_a_woken_poll_waits_for_the_reservations_under_way() -> None:
-    sync = SyncMatch()
+    sync = SyncMatch(Notifier())
     ticket = asyncio.get_running_loop().create_future()
     poller = sync.join(KEY, "worker-a", 4, _lease("worker-a"), ticket)
     pending = sync.reserve(_task(1), now_ms=1, seen_up_to=2)
@@ -68,7 +68,7 @@ async def test_a_woken_poll_waits_for_the_reservations_under_way() -> None:
 
 
 def test_only_tasks_a_poll_could_claim_are_reserved() -> None:
-    sync = SyncMatch()
+    sync = SyncMatch(Notifier())
     loop = asyncio.new_event_loop()
     try:
         sync.join(KEY, "worker-a", 8, _lease("worker-a"), loop.create_future())
@@ -85,13 +85,12 @@ def test_only_tasks_a_poll_could_claim_are_reserved() -> None:
         loop.close()
 
 
-async def test_wait_for_tasks_returns_what_a_commit_handed_over() -> None:
-    sync, notifier = SyncMatch(), Notifier()
+async def test_wait_returns_what_a_commit_handed_over() -> None:
+    notifier = Notifier()
+    sync = SyncMatch(notifier)
     ticket = notifier.ticket(KEY, capacity=4)
     waiting = asyncio.ensure_future(
-        wait_for_tasks(
-            sync, notifier, KEY, ticket, worker_id="w", capacity=4, lease=_lease("w"), timeout=5
-        )
+        sync.wait(KEY, ticket, worker_id="w", capacity=4, lease=_lease("w"), timeout=5)
     )
     await asyncio.sleep(0)
     assert sync.waiting()
@@ -103,12 +102,11 @@ async def test_wait_for_tasks_returns_what_a_commit_handed_over() -> None:
     assert notifier.poll_keys() == []  # the ticket left the queue, nothing passed on
 
 
-async def test_wait_for_tasks_times_out_empty_and_leaves_no_trace() -> None:
-    sync, notifier = SyncMatch(), Notifier()
+async def test_wait_times_out_empty_and_leaves_no_trace() -> None:
+    notifier = Notifier()
+    sync = SyncMatch(notifier)
     ticket = notifier.ticket(KEY)
-    got = await wait_for_tasks(
-        sync, notifier, KEY, ticket, worker_id="w", capacity=1, lease=_lease("w"), timeout=0.01
-    )
+    got = await sync.wait(KEY, ticket, worker_id="w", capacity=1, lease=_lease("w"), timeout=0.01)
     assert got == []
     assert not sync.waiting()
     assert notifier.poll_keys() == []

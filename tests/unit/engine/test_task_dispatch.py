@@ -9,7 +9,7 @@ NAME = queue_name(KEY)
 
 
 def _two_servers(peer_polls: set[str]) -> TaskDispatch:
-    dispatch = TaskDispatch("me", 8)
+    dispatch = TaskDispatch("me")
     dispatch.update(
         [0, 1, 2, 3],
         {s: ("me" if s < 4 else "peer") for s in range(8)},
@@ -19,7 +19,7 @@ def _two_servers(peer_polls: set[str]) -> TaskDispatch:
 
 
 def test_before_the_first_view_and_with_every_shard_all_tasks_are_served() -> None:
-    dispatch = TaskDispatch("me", 8)
+    dispatch = TaskDispatch("me")
     assert dispatch.shards_for(KEY) is None
     assert not dispatch.peer_serves("peer", KEY)
     dispatch.update(range(8), {s: "me" for s in range(8)}, {"me": frozenset()})
@@ -37,7 +37,7 @@ def test_a_peer_polling_the_queue_keeps_its_shards() -> None:
 
 
 def test_shards_without_a_live_owner_or_of_an_unknown_owner_are_served() -> None:
-    dispatch = TaskDispatch("me", 8)
+    dispatch = TaskDispatch("me")
     owners: dict[int, str | None] = {s: ("me" if s < 4 else "peer") for s in range(8)}
     owners[5] = None  # its lease expired
     owners[6] = "gone"  # not a live member

@@ -15,11 +15,15 @@ pytestmark = pytest.mark.asyncio
 _who = contextvars.ContextVar("who", default="nobody")
 
 
-async def _run(pool: WorkflowThreads, fn, ctx: contextvars.Context | None = None):
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
+def _submit(pool: WorkflowThreads, fn, ctx: contextvars.Context | None = None) -> asyncio.Future:
+    """Hand ``fn`` to the pool; the future its outcome goes to."""
+    done = asyncio.get_running_loop().create_future()
     pool.submit(ctx or contextvars.copy_context(), fn, done)
-    return await done
+    return done
+
+
+async def _run(pool: WorkflowThreads, fn, ctx: contextvars.Context | None = None):
+    return await _submit(pool, fn, ctx)
 
 
 async def test_results_and_exceptions_come_back_to_the_caller_in_its_context() -> None:
@@ -64,10 +68,8 @@ async def test_many_concurrent_hops_each_get_their_own_result_on_at_most_max_thr
 async def test_a_blocked_thread_does_not_hold_up_the_others() -> None:
     pool = WorkflowThreads(2)
     release = threading.Event()
-    loop = asyncio.get_running_loop()
-    blocked = loop.create_future()
     try:
-        pool.submit(contextvars.copy_context(), lambda: release.wait(10), blocked)
+        blocked = _submit(pool, lambda: release.wait(10))
         await asyncio.sleep(0.05)  # the first thread is now stuck in the blocking call
         assert await asyncio.wait_for(_run(pool, lambda: "still served"), 2) == "still served"
         assert not blocked.done()
@@ -79,11 +81,9 @@ async def test_a_blocked_thread_does_not_hold_up_the_others() -> None:
 
 async def test_a_late_outcome_is_dropped_when_the_caller_stopped_waiting() -> None:
     pool = WorkflowThreads(1)
-    loop = asyncio.get_running_loop()
     release = threading.Event()
-    done = loop.create_future()
     try:
-        pool.submit(contextvars.copy_context(), lambda: release.wait(10) and "late", done)
+        done = _submit(pool, lambda: release.wait(10) and "late")
         done.set_exception(TimeoutError("the deadline passed"))  # what the deadline does
         release.set()
         # The thread's result arrives after the deadline and is dropped; the pool goes on.
@@ -98,11 +98,9 @@ async def test_shutdown_cancels_jobs_not_started_and_refuses_new_ones() -> None:
     pool = WorkflowThreads(1)
     loop = asyncio.get_running_loop()
     release = threading.Event()
-    running = loop.create_future()
-    queued = loop.create_future()
-    pool.submit(contextvars.copy_context(), lambda: release.wait(10), running)
+    running = _submit(pool, lambda: release.wait(10))
     await asyncio.sleep(0.05)
-    pool.submit(contextvars.copy_context(), lambda: "never", queued)
+    queued = _submit(pool, lambda: "never")
     pool.shutdown()
     release.set()
     assert await asyncio.wait_for(running, 2) is True
