@@ -13,7 +13,7 @@ import contextvars
 import inspect
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 
@@ -68,7 +68,6 @@ class ActivityInfo:
     is_local: bool = False
 
 
-@dataclass(kw_only=True)
 class ActivityContext:
     """The runtime side of an activity attempt; the worker creates one per attempt.
 
@@ -78,11 +77,36 @@ class ActivityContext:
         cancelled: Set when cancellation of the activity was requested.
     """
 
-    info: ActivityInfo
-    heartbeater: Callable[[Sequence[Any]], None]
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    __slots__ = ("_cancelled", "heartbeater", "info")
+
+    def __init__(
+        self,
+        *,
+        info: ActivityInfo,
+        heartbeater: Callable[[Sequence[Any]], None],
+        cancelled: threading.Event | None = None,
+    ) -> None:
+        self.info = info
+        self.heartbeater = heartbeater
+        self._cancelled = cancelled
+
+    @property
+    def cancelled(self) -> threading.Event:
+        """The cancellation event, made on first use: most attempts never look at it, and an
+        event (a condition and its lock) costs more than the rest of the context."""
+        event = self._cancelled
+        if event is None:
+            with _EVENT_LOCK:
+                if self._cancelled is None:
+                    self._cancelled = threading.Event()
+                event = self._cancelled
+        return event
+
+    def __repr__(self) -> str:
+        return f"ActivityContext(info={self.info!r})"
 
 
+_EVENT_LOCK = threading.Lock()
 _current: contextvars.ContextVar[ActivityContext] = contextvars.ContextVar("cadenza_activity")
 
 

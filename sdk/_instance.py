@@ -225,7 +225,7 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
         self.replaying = True
         self._ready: collections.deque[asyncio.Handle] = collections.deque()
         self._now_ms = 0
-        self._random = random.Random(0)
+        self._random: random.Random | None = None  # seeded by the started event
         self._commands: list[Command] = []
         self._sent: collections.deque[Command] = collections.deque()
         self._pending_inputs: list[HistoryEvent] = []
@@ -691,6 +691,8 @@ class WorkflowInstance(asyncio.AbstractEventLoop):
 
     def rng(self) -> random.Random:
         """The workflow's deterministic random generator."""
+        if self._random is None:
+            self._random = random.Random(0)
         return self._random
 
     def next_seq(self, kind: str) -> int:

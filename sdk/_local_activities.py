@@ -14,7 +14,6 @@ and another worker runs the local activities again (at least once, like normal a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -181,31 +180,41 @@ async def _attempt(
     ctx: ActivityContext,
     limit: float,
 ) -> msgspec.Raw:
+    """One attempt, awaited in the caller's task under a start-to-close timeout.
+
+    The activity runs in this task rather than a task of its own: an attempt costs one timer,
+    where a separate task cost a task, a wait future, a timer and their callbacks. At the
+    timeout the context's ``cancelled`` is set and then the task is cancelled. An activity
+    that swallows the cancellation holds the attempt until it returns, and the attempt still
+    counts as timed out; the workflow task's own deadline hands the batch over to the next
+    task meanwhile.
+    """
     args = decode_activity_args(definition, call.input)
-    task = asyncio.ensure_future(invoke(definition, args, ctx))
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("a local activity attempt runs in a task")
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        ctx.cancelled.set()  # before the cancellation, so the activity's cleanup sees it
+        task.cancel()
+
+    timer = asyncio.get_running_loop().call_later(limit, expire)
     try:
-        done, _ = await asyncio.wait({task}, timeout=limit)
+        result = await invoke(definition, args, ctx)
     except asyncio.CancelledError:
         ctx.cancelled.set()
-        task.cancel()
-        raise
-    if not done:
-        ctx.cancelled.set()
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await asyncio.wait({task}, timeout=0.1)
-        if task.done():
-            _consume(task)
-        else:
-            task.add_done_callback(_consume)
+        if expired and task.uncancel() == 0:
+            raise _AttemptTimedOut from None
+        raise  # cancelled from outside (the instance was dropped)
+    finally:
+        timer.cancel()
+    if expired:  # it swallowed the cancellation; the attempt still overran
+        task.uncancel()
         raise _AttemptTimedOut
-    result = task.result()
     try:
         return encode_value(result, "result")
     except PayloadEncodingError as exc:
         raise ApplicationError(str(exc), type="PayloadEncodingError", non_retryable=True) from None
-
-
-def _consume(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()

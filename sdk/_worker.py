@@ -58,7 +58,7 @@ from cadenza.sdk._converter import encode_value
 from cadenza.sdk._definitions import WorkflowDefinition
 from cadenza.sdk._instance import WorkflowCodeError, WorkflowInstance
 from cadenza.sdk._local_activities import decode_activity_args, run_local_activity
-from cadenza.sdk._workflow_threads import WorkflowThreads
+from cadenza.sdk._workflow_threads import Deadlines, WorkflowThreads
 
 if TYPE_CHECKING:
     from cadenza.sdk._client import Client
@@ -191,6 +191,7 @@ class Worker:
         self._wf_threads = WorkflowThreads(max(1, min(max_concurrent_workflow_tasks, 8)))
         self._grace = graceful_shutdown_timeout.total_seconds()
         self._deadlock_timeout = deadlock_timeout
+        self._deadlines = Deadlines(deadlock_timeout, self._deadline_passed)
         self._sticky = sticky
         self._poll_timeout = poll_timeout
         self._stop = asyncio.Event()
@@ -359,17 +360,18 @@ class Worker:
         """Run workflow code in the workflow threads, with the deadlock deadline.
 
         One loop future, set when the thread's outcome is handed back (see
-        :mod:`cadenza.sdk._workflow_threads`), and one timer. If the deadline passes or the
+        :mod:`cadenza.sdk._workflow_threads`), watched by the worker's shared deadline
+        timer (:class:`~cadenza.sdk._workflow_threads.Deadlines`). If the deadline passes or the
         caller is cancelled, the thread's late outcome is dropped.
         """
         loop = asyncio.get_running_loop()
         done: asyncio.Future[list[Any]] = loop.create_future()
         self._wf_threads.submit(contextvars.copy_context(), fn, done)
-        deadline = loop.call_later(self._deadlock_timeout, self._deadline_passed, done)
+        self._deadlines.watch(done)
         try:
             return await done
         finally:
-            deadline.cancel()
+            self._deadlines.unwatch(done)
 
     def _deadline_passed(self, done: asyncio.Future[list[Any]]) -> None:
         _settle(

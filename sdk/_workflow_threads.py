@@ -119,3 +119,41 @@ class WorkflowThreads:
                 done.set_exception(exc)
             else:
                 done.set_result(result)
+
+
+class Deadlines:
+    """Fails each watched future still waiting ``timeout`` seconds after it was watched.
+
+    One loop timer serves every watched future, armed for the oldest one: a hop into the
+    workflow threads costs a dict entry where a timer of its own cost a timer handle, a heap
+    push and a cancellation. Every future gets the same timeout, so the order of watching is
+    the order of the deadlines.
+    """
+
+    def __init__(self, timeout: float, expired: Callable[[asyncio.Future[Any]], None]) -> None:
+        self._timeout = timeout
+        self._expired = expired
+        self._waiting: dict[asyncio.Future[Any], float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def watch(self, done: asyncio.Future[Any]) -> None:
+        """Start the clock of ``done``; :meth:`unwatch` it once it is settled."""
+        loop = done.get_loop()
+        self._waiting[done] = loop.time() + self._timeout
+        if self._timer is None:
+            self._timer = loop.call_later(self._timeout, self._check, loop)
+
+    def unwatch(self, done: asyncio.Future[Any]) -> None:
+        """Stop the clock of ``done`` (the timer, if armed for it, finds it gone)."""
+        self._waiting.pop(done, None)
+
+    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        while self._waiting:
+            done, deadline = next(iter(self._waiting.items()))
+            if deadline > now:
+                self._timer = loop.call_at(deadline, self._check, loop)
+                return
+            del self._waiting[done]
+            self._expired(done)

@@ -56,6 +56,20 @@ async def slow_local(key: str, seconds: float) -> str:
 
 
 @activity.defn
+async def stuck_local(key: str, mode: str) -> str:
+    """``hang``: sleeps past any timeout (and notes whether it saw the cancellation);
+    ``own_timeout``: fails at once with its own TimeoutError."""
+    CALLS[key] += 1
+    if mode == "own_timeout":
+        raise TimeoutError("the upstream service timed out")
+    try:
+        await asyncio.sleep(30)
+    finally:
+        CALLS[f"{key}-cancelled"] += activity.is_cancelled()
+    return "never"
+
+
+@activity.defn
 async def remote_step(value: int) -> int:
     return value + 100
 
@@ -104,6 +118,31 @@ class LocalRetries:
                 "cause": str(cause),
             }
         return {"result": result}
+
+
+@workflow.defn
+class LocalTimeouts:
+    @workflow.run
+    async def run(self, key: str, mode: str) -> dict:
+        try:
+            await workflow.execute_local_activity(
+                stuck_local,
+                key,
+                mode,
+                start_to_close_timeout=0.2,
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(milliseconds=20), maximum_attempts=2, jitter=0
+                ),
+            )
+        except ActivityError as exc:
+            cause = exc.__cause__
+            return {
+                "attempt": exc.attempt,
+                "retry_state": exc.retry_state,
+                "cause_class": type(cause).__name__,
+                "cause": str(cause),
+            }
+        return {}
 
 
 @workflow.defn
@@ -283,6 +322,30 @@ async def test_retries_exhausted_raise_activity_error_the_workflow_can_catch(
     local = next(e.attributes.local_activity for e in history if e.event_type == "marker_recorded")
     assert local.failure is not None and local.failure.type == "Flaky"
     assert (local.attempt, local.retry_state) == (2, "maximum_attempts_reached")
+
+
+async def test_an_attempt_past_start_to_close_is_cancelled_and_retried(
+    env: WorkflowEnvironment,
+) -> None:
+    async with Worker(
+        env.client, task_queue="la", workflows=[LocalTimeouts], activities=[stuck_local]
+    ):
+        hung = await env.client.execute_workflow(
+            LocalTimeouts.run, "hang", "hang", id="la-hang", task_queue="la"
+        )
+        own = await env.client.execute_workflow(
+            LocalTimeouts.run, "own", "own_timeout", id="la-own-timeout", task_queue="la"
+        )
+    # each attempt was cancelled at 0.2 s, saw its cancellation, and was retried once
+    assert (hung["attempt"], hung["retry_state"]) == (2, "maximum_attempts_reached")
+    assert hung["cause_class"] == "TimeoutError"
+    assert "start_to_close" in hung["cause"] and "attempt 2 timed out" in hung["cause"]
+    assert CALLS["hang"] == 2 and CALLS["hang-cancelled"] == 2
+    # the activity's own TimeoutError is its failure, not a start-to-close timeout
+    assert (own["attempt"], own["retry_state"]) == (2, "maximum_attempts_reached")
+    assert "the upstream service timed out" in own["cause"]
+    assert "start_to_close" not in own["cause"]
+    assert CALLS["own"] == 2
 
 
 async def test_replay_uses_markers_across_worker_restart_and_queries(

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from cadenza.sdk._workflow_threads import WorkflowThreads
+from cadenza.sdk._workflow_threads import Deadlines, WorkflowThreads
 
 pytestmark = pytest.mark.asyncio
 
@@ -108,3 +108,51 @@ async def test_shutdown_cancels_jobs_not_started_and_refuses_new_ones() -> None:
         await asyncio.wait_for(queued, 2)
     with pytest.raises(RuntimeError, match="shut down"):
         pool.submit(contextvars.copy_context(), lambda: None, loop.create_future())
+
+
+async def test_deadlines_fail_only_the_futures_still_waiting_at_their_deadline() -> None:
+    loop = asyncio.get_running_loop()
+    expired: list[tuple[asyncio.Future, float]] = []
+
+    def fail(done: asyncio.Future) -> None:
+        expired.append((done, loop.time()))
+        done.set_exception(RuntimeError("deadline passed"))
+
+    deadlines = Deadlines(0.2, fail)
+    first, settled, later = loop.create_future(), loop.create_future(), loop.create_future()
+    start = loop.time()
+    deadlines.watch(first)
+    deadlines.watch(settled)
+    await asyncio.sleep(0.15)
+    later_start = loop.time()
+    deadlines.watch(later)  # its deadline is 150 ms after the others'
+    settled.set_result("in time")
+    deadlines.unwatch(settled)
+    with pytest.raises(RuntimeError, match="deadline passed"):
+        await asyncio.wait_for(first, 5)
+    assert not later.done()
+    with pytest.raises(RuntimeError, match="deadline passed"):
+        await asyncio.wait_for(later, 5)
+    assert [done for done, _ in expired] == [first, later]
+    assert settled.result() == "in time"
+    # each failed at its own deadline, not before
+    assert expired[0][1] - start >= 0.2
+    assert expired[1][1] - later_start >= 0.2
+
+
+async def test_deadlines_rearm_after_an_idle_spell() -> None:
+    loop = asyncio.get_running_loop()
+    expired: list[asyncio.Future] = []
+    deadlines = Deadlines(0.05, expired.append)
+    quick = loop.create_future()
+    deadlines.watch(quick)
+    deadlines.unwatch(quick)
+    await asyncio.sleep(0.1)  # the timer fired and found nothing
+    assert expired == []
+    slow = loop.create_future()
+    deadlines.watch(slow)
+    for _ in range(100):
+        if expired:
+            break
+        await asyncio.sleep(0.02)
+    assert expired == [slow]
