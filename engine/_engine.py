@@ -34,6 +34,7 @@ from cadenza.engine._api import (
     StartWorkflowResponse,
     WorkflowDescription,
 )
+from cadenza.engine._close_interest import CloseInterest
 from cadenza.engine._config import Settings
 from cadenza.engine._job_calendars import CALENDAR_NOTICE, CalendarSync
 from cadenza.engine._mutation import Mutation
@@ -150,6 +151,7 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         self.poller_presence = PollerPresence()
         self.sync_match = SyncMatch(self.notifier)
         self.dispatch = TaskDispatch(self.owner)
+        self.close_interest = CloseInterest(keep_s=2 * _CLOSE_RECHECK_S + 5.0)
         self.timer_service: TimerService | None = None
         self.shard_count = self.settings.shard_count
         self._stop = asyncio.Event()
@@ -438,9 +440,20 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
                 if t.visible_at_ms is None or t.visible_at_ms <= now
             }
             keys.update(m.wake_keys)
-            m.notify = [f"{self.owner}|t|{k}|{ns}|{q}" for k, ns, q in sorted(keys)]
-            m.notify.extend(f"{self.owner}|t|{k}|{ns}|{q}|{at}" for k, ns, q, at in sorted(held))
-            if m.closed:
+            # Other servers ignore task notices of a queue whose tasks the sender's own
+            # workers take (TaskDispatch.peer_serves), so none is sent for such a queue.
+            polled = self.poller_presence.polls
+            m.notify = [
+                f"{self.owner}|t|{k}|{ns}|{q}"
+                for k, ns, q in sorted(keys)
+                if not polled((k, ns, q))
+            ]
+            m.notify.extend(
+                f"{self.owner}|t|{k}|{ns}|{q}|{at}"
+                for k, ns, q, at in sorted(held)
+                if not polled((k, ns, q))
+            )
+            if m.closed and self.close_interest.wanted(m.run_id):
                 m.notify.append(f"{self.owner}|c|{m.run_id}")
 
     def on_cluster_notice(self, line: str) -> None:
@@ -462,6 +475,10 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
                 self.timer_service.notify(int(parts[3]))
         elif kind == "c":
             self.notifier.notify(("closed", parts[2]))
+        elif kind == "w" and len(parts) == 3:
+            self.close_interest.note(parts[2])
+            if self.written.closed(parts[2]) is not None:  # it closed before the notice came
+                self._publish_soon(f"{self.owner}|c|{parts[2]}")
         elif kind == CALENDAR_NOTICE:
             self.calendar_sync.changed()
         elif kind == "q":
@@ -1026,14 +1043,25 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
             record = await self.load_run(namespace, workflow_id, run_id)
             if not record.state.running:
                 return record
+            shards = self.shards
+            if self.clustered and shards is not None and record.shard_id not in shards.owned():
+                await self._announce_wait(run_id)
             # Every close wakes its waiters: in this process directly, from other servers by
-            # NOTIFY. The periodic re-read is only a safety net for a lost notice; frequent
-            # re-reads by thousands of waiters would cost more than the workflows themselves.
+            # NOTIFY (CloseInterest). The periodic re-read is only a safety net for a lost
+            # notice; frequent re-reads by thousands of waiters would cost more than the
+            # workflows themselves.
             step = _CLOSE_RECHECK_S
             remaining = step if deadline is None else min(step, deadline - loop.time())
             if remaining <= 0:
                 raise TimeoutError(f"workflow {workflow_id!r} did not close in time")
             await wait_event(waiter, remaining)
+
+    async def _announce_wait(self, run_id: str) -> None:
+        """Tell the other servers that this one waits on ``run_id`` (see CloseInterest)."""
+        try:
+            await self.store.publish([f"{self.owner}|w|{run_id}"])
+        except StoreError as exc:  # the periodic re-read still ends the wait
+            log.info("wait on run %s not announced: %s", run_id, exc)
 
     async def wait_for_close(
         self, namespace: str, workflow_id: str, run_id: str, timeout: float | None = None
@@ -1208,11 +1236,18 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
                 }
             ).decode()
 
+        self._publish_soon(
+            f"{self.owner}|a|{notice}", f"answer of relayed query {pending.query_id} lost"
+        )
+
+    def _publish_soon(self, notice: str, lost: str = "cluster notice lost") -> None:
+        """Send a cluster notice in the background (a failure is logged as ``lost``)."""
+
         async def publish() -> None:
             try:
-                await self.store.publish([f"{self.owner}|a|{notice}"])
+                await self.store.publish([notice])
             except StoreError as exc:
-                log.warning("answer of relayed query %s lost: %s", pending.query_id, exc)
+                log.warning("%s: %s", lost, exc)
 
         task = asyncio.ensure_future(publish())
         self._background.add(task)

@@ -51,6 +51,11 @@ class PollerPresence:
         """A poll of ``key`` began."""
         self._seen[key] = self._now()
 
+    def polls(self, key: QueueKey) -> bool:
+        """Whether a poll of ``key`` began within the linger time."""
+        at = self._seen.get(key)
+        return at is not None and at >= self._now() - self._linger_s
+
     def queues(self) -> list[str]:
         """The queues polled within the linger time, by :func:`queue_name`."""
         cutoff = self._now() - self._linger_s

@@ -1,13 +1,18 @@
 """Group commit: appends that arrive together are written in one transaction.
 
-Each *lane* (one on SQLite, which has a single writer anyway; on PostgreSQL one per shard
-modulo a small number, so that shards commit in parallel on several connections) has a queue.
-A write joins its lane's queue; if no commit is running, it starts one at once — an idle engine
-adds no delay. While a commit runs, new writes queue up, and the next commit takes all of them
-(up to ``max_batch``). A batch is one transaction: the fencing token of each shard in it is
-checked once, then each write's compare-and-swap, events and outbox. If any write in a batch
-fails (a lost CAS, a stale token), the transaction rolls back and the batch's writes are
-retried one by one, so one loser never fails the others.
+Writes join one queue. If no commit is running, a write starts one at once — an idle engine
+adds no delay. While a commit runs, new writes queue up, and the next commit takes all of
+them (up to ``max_batch``). One commit at a time makes the biggest batches, and a write in a
+batch costs the server and the database far less than a write in a transaction of its own.
+So a second commit (up to ``max_in_flight``) starts only when one cannot serve the queue:
+when more writes wait than one batch takes, or when the running commit has taken longer than
+``relief_after_s`` (a lock wait, a slow disk) while writes wait behind it.
+
+A batch is one transaction: the fencing token of each shard in it is checked once, then each
+write's compare-and-swap, events and outbox. If any write in a batch fails (a lost CAS, a
+stale token), the transaction rolls back and the batch's writes are retried one by one, so
+one loser never fails the others. Two writes of one run are never in flight together: the
+engine holds the run's lock until its write lands, so concurrent commits never reorder them.
 """
 
 from __future__ import annotations
@@ -24,47 +29,69 @@ log = logging.getLogger("cadenza.history.group_commit")
 BatchWriter = Callable[[Sequence[ExecutionWrite]], Awaitable[None]]
 
 
-class _Lane:
-    __slots__ = ("queue", "running")
-
-    def __init__(self) -> None:
-        self.queue: deque[tuple[ExecutionWrite, asyncio.Future[None]]] = deque()
-        self.running = False
-
-
 class GroupCommitter:
-    """Batches :class:`ExecutionWrite` s per lane.
+    """Batches :class:`ExecutionWrite` s into transactions.
 
     Args:
         write_batch: Writes a batch in one transaction (raises if any write fails).
-        lanes: Number of lanes (1 for SQLite).
+        max_in_flight: Most transactions running at once (1 for SQLite).
         max_batch: Most writes in one transaction.
+        relief_after_s: How long a commit may run, with writes waiting, before another
+            starts beside it.
     """
 
-    def __init__(self, write_batch: BatchWriter, *, lanes: int = 1, max_batch: int = 128) -> None:
+    def __init__(
+        self,
+        write_batch: BatchWriter,
+        *,
+        max_in_flight: int = 1,
+        max_batch: int = 128,
+        relief_after_s: float = 0.02,
+    ) -> None:
         self._write_batch = write_batch
-        self._lanes = [_Lane() for _ in range(max(1, lanes))]
+        self._queue: deque[tuple[ExecutionWrite, asyncio.Future[None]]] = deque()
+        self._running = 0
+        self._max_in_flight = max(1, max_in_flight)
         self._max_batch = max_batch
+        self._relief_after_s = relief_after_s
         self.batches = 0
         self.writes = 0
 
     async def write(self, change: ExecutionWrite) -> None:
-        """Write ``change`` in the next batch of its lane; raises what its own write raised."""
-        lane = self._lanes[change.shard_id % len(self._lanes)]
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        lane.queue.append((change, future))
-        if not lane.running:
-            lane.running = True
-            asyncio.get_running_loop().create_task(self._drain(lane))
+        """Write ``change`` in the next batch; raises what its own write raised."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.append((change, future))
+        if self._running == 0 or (
+            self._running < self._max_in_flight and len(self._queue) > self._max_batch
+        ):
+            self._start(loop)
         await future
 
-    async def _drain(self, lane: _Lane) -> None:
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._running += 1
+        loop.create_task(self._drain(loop))
+
+    def _relieve(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A commit is taking long: let the writes waiting behind it go in another."""
+        if self._queue and self._running < self._max_in_flight:
+            self._start(loop)
+
+    async def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
-            while lane.queue:
-                batch = [lane.queue.popleft() for _ in range(min(self._max_batch, len(lane.queue)))]
-                await self._commit(batch)
+            while self._queue:
+                queue = self._queue
+                batch = [queue.popleft() for _ in range(min(self._max_batch, len(queue)))]
+                relief = None
+                if self._running < self._max_in_flight:
+                    relief = loop.call_later(self._relief_after_s, self._relieve, loop)
+                try:
+                    await self._commit(batch)
+                finally:
+                    if relief is not None:
+                        relief.cancel()
         finally:
-            lane.running = False
+            self._running -= 1
 
     async def _commit(self, batch: list[tuple[ExecutionWrite, asyncio.Future[None]]]) -> None:
         live = [(change, future) for change, future in batch if not future.cancelled()]
