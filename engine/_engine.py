@@ -443,16 +443,10 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
             # Other servers ignore task notices of a queue whose tasks the sender's own
             # workers take (TaskDispatch.peer_serves), so none is sent for such a queue.
             polled = self.poller_presence.polls
-            m.notify = [
-                f"{self.owner}|t|{k}|{ns}|{q}"
-                for k, ns, q in sorted(keys)
-                if not polled((k, ns, q))
-            ]
-            m.notify.extend(
-                f"{self.owner}|t|{k}|{ns}|{q}|{at}"
-                for k, ns, q, at in sorted(held)
-                if not polled((k, ns, q))
-            )
+            keys = {key for key in keys if not polled(key)}
+            held = {h for h in held if not polled(h[:3])}
+            m.notify = [f"{self.owner}|t|{k}|{ns}|{q}" for k, ns, q in sorted(keys)]
+            m.notify.extend(f"{self.owner}|t|{k}|{ns}|{q}|{at}" for k, ns, q, at in sorted(held))
             if m.closed and self.close_interest.wanted(m.run_id):
                 m.notify.append(f"{self.owner}|c|{m.run_id}")
 
