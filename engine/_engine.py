@@ -83,6 +83,9 @@ log = logging.getLogger("cadenza.engine")
 _LOOP_RESTART_MIN_S = 0.5
 _CLOSE_RECHECK_S = 5.0
 _SERVED_TYPE_TTL_S = 10.0
+# A queue no worker has registered on accepts any type; that answer is kept this long, so
+# a burst of starts before the first worker polls reads the registrations once, not per start.
+_UNSERVED_QUEUE_TTL_S = 1.0
 _LOOP_RESTART_MAX_S = 10.0
 
 T = TypeVar("T")
@@ -163,6 +166,8 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         self._background: set[asyncio.Future[None]] = set()
         self._held_wakes: dict[tuple[tuple[str, str, str], int], int] = {}
         self._served_types: dict[tuple[str, str, str, str], float] = {}
+        self._unserved_queues: dict[tuple[str, str, str], float] = {}
+        self._type_reads: dict[tuple[str, str, str], asyncio.Future[set[str]]] = {}
         self._registered: set[tuple[str, str, str, frozenset[str]]] = set()
         self._random = random.Random()
         # Rows of executions this process wrote last (it owns their shards, so they are
@@ -789,20 +794,40 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         if not self.settings.strict_types:
             return
         key = (namespace, task_queue, kind, type_name)
+        queue = (namespace, task_queue, kind)
         now = asyncio.get_running_loop().time()
-        if self._served_types.get(key, 0.0) > now:
-            return  # seen served a moment ago: no read per start
-        known = await self.store.registered_types(namespace, task_queue, kind)
+        if self._served_types.get(key, 0.0) > now or self._unserved_queues.get(queue, 0.0) > now:
+            return  # seen served (or the queue unserved) a moment ago: no read per start
+        known = await self._registered_types(queue)
+        if len(self._served_types) > 10_000:
+            self._served_types.clear()
+            self._unserved_queues.clear()
         if type_name in known:
-            if len(self._served_types) > 10_000:
-                self._served_types.clear()
             self._served_types[key] = now + _SERVED_TYPE_TTL_S
-        if known and type_name not in known:
+        elif not known:
+            self._unserved_queues[queue] = now + _UNSERVED_QUEUE_TTL_S
+        else:
             raise UnknownTypeError(
                 f"{kind}_type",
                 f"{type_name!r} is not registered by any worker on task queue {task_queue!r} "
                 f"(known: {', '.join(sorted(known))})",
             )
+
+    async def _registered_types(self, queue: tuple[str, str, str]) -> set[str]:
+        """The types registered on ``queue``: one read shared by the callers that ask while
+        it is under way (a cancelled caller leaves it running for the others)."""
+        read = self._type_reads.get(queue)
+        if read is None:
+            read = asyncio.ensure_future(self.store.registered_types(*queue))
+            self._type_reads[queue] = read
+
+            def done(future: asyncio.Future[set[str]], queue: tuple[str, str, str] = queue) -> None:
+                self._type_reads.pop(queue, None)
+                if not future.cancelled():
+                    future.exception()  # retrieved here even if every caller went away
+
+            read.add_done_callback(done)
+        return await asyncio.shield(read)
 
     async def register_types(
         self, namespace: str, task_queue: str, kind: str, names: frozenset[str]
@@ -815,6 +840,7 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
             namespace, task_queue, kind, sorted(names), self.clock.now_ms()
         )
         self._registered.add(key)
+        self._unserved_queues.pop((namespace, task_queue, kind), None)
 
     # ------------------------------------------------------------------ signal, cancel, terminate
 

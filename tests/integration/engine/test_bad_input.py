@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import decimal
 
 import pytest
@@ -32,14 +33,45 @@ async def test_unknown_workflow_type_is_rejected(env: WorkflowEnvironment) -> No
         for _ in range(100):
             if await env.engine.store.registered_types("default", "main", "workflow"):
                 break
-            import asyncio
-
             await asyncio.sleep(0.01)
         with pytest.raises(UnknownTypeError) as info:
             await env.client.start_workflow("NoSuchWorkflow", id="x", task_queue="main")
     assert info.value.field == "workflow_type"
     assert "NoSuchWorkflow" in info.value.reason and "OrderWorkflow" in info.value.reason
     await _nothing_written(env)
+
+
+async def test_starts_before_any_worker_share_one_registrations_read(
+    env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[tuple[str, ...]] = []
+    read_registrations = env.engine.store.registered_types
+
+    async def counted(namespace: str, task_queue: str, kind: str) -> set[str]:
+        reads.append((namespace, task_queue, kind))
+        return await read_registrations(namespace, task_queue, kind)
+
+    monkeypatch.setattr(env.engine.store, "registered_types", counted)
+    # No worker has registered on the queue yet: every type is accepted, and a burst of
+    # starts reads the registrations once (then the answer is kept for a moment).
+    await asyncio.gather(
+        *(
+            env.client.start_workflow("EarlyWorkflow", id=f"early-{i}", task_queue="main")
+            for i in range(40)
+        )
+    )
+    assert reads == [("default", "main", "workflow")]
+    assert len(await env.client.list_workflows()) == 40
+    async with Worker(
+        env.client, task_queue="main", workflows=[w.OrderWorkflow], activities=[w.reserve]
+    ):
+        for _ in range(100):
+            if await read_registrations("default", "main", "workflow"):
+                break
+            await asyncio.sleep(0.01)
+        # This engine's worker registered: the queue is served now, and strict again.
+        with pytest.raises(UnknownTypeError):
+            await env.client.start_workflow("NoSuchWorkflow", id="late", task_queue="main")
 
 
 async def test_argument_that_cannot_be_encoded(env: WorkflowEnvironment) -> None:
