@@ -25,11 +25,10 @@ from cadenza.history import (
     TimerRecord,
     apply_event,
     chain_hash,
-    encode_event,
     genesis_hash,
     new_state,
 )
-from cadenza.history._events import WorkflowTaskScheduled
+from cadenza.history._events import WorkflowTaskScheduled, encode_event_fields
 
 
 def ms_to_dt(ms: int) -> datetime:
@@ -113,13 +112,11 @@ class Mutation:
 
     def add(self, attributes: EventAttributes) -> int:
         """Append an event; returns its id."""
-        event = HistoryEvent(
-            event_id=self.state.next_event_id, event_time=self.now, attributes=attributes
-        )
-        data = encode_event(event)
+        event_id = self.state.next_event_id
+        data = encode_event_fields(event_id, self.now, attributes)
         digest = chain_hash(self.last_hash, data)
         event = HistoryEvent(
-            event_id=event.event_id, event_time=event.event_time, attributes=attributes, hash=digest
+            event_id=event_id, event_time=self.now, attributes=attributes, hash=digest
         )
         was_running = self.state.running
         apply_event(self.state, event)

@@ -494,8 +494,13 @@ _ATTRS_DECODER = msgspec.json.Decoder(EventAttributes)
 
 def encode_event(event: HistoryEvent) -> bytes:
     """Canonical JSON of an event without its hash: the bytes the hash chain covers."""
+    return encode_event_fields(event.event_id, event.event_time, event.attributes)
+
+
+def encode_event_fields(event_id: int, event_time: datetime, attributes: EventAttributes) -> bytes:
+    """:func:`encode_event` of the event these fields make (before it has its hash)."""
     return _ENCODER.encode(
-        {"event_id": event.event_id, "event_time": event.event_time, "attributes": event.attributes}
+        {"event_id": event_id, "event_time": event_time, "attributes": attributes}
     )
 
 
