@@ -799,7 +799,7 @@ class Engine(WorkflowTaskOps, ActivityTaskOps, TimeoutOps, TransferOps, Schedule
         if self._served_types.get(key, 0.0) > now or self._unserved_queues.get(queue, 0.0) > now:
             return  # seen served (or the queue unserved) a moment ago: no read per start
         known = await self._registered_types(queue)
-        if len(self._served_types) > 10_000:
+        if len(self._served_types) + len(self._unserved_queues) > 10_000:
             self._served_types.clear()
             self._unserved_queues.clear()
         if type_name in known:

@@ -8,9 +8,8 @@ right now, its lease, the last heartbeat) lives in the task row, not here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 import msgspec
 
@@ -22,6 +21,7 @@ from cadenza.history._events import (
     ActivityTaskCompleted,
     ActivityTaskFailed,
     ActivityTaskScheduled,
+    ActivityTaskStarted,
     ActivityTaskTimedOut,
     ChildWorkflowExecutionCanceled,
     ChildWorkflowExecutionCompleted,
@@ -31,6 +31,7 @@ from cadenza.history._events import (
     ChildWorkflowExecutionTimedOut,
     HistoryEvent,
     ParentRef,
+    RequestCancelExternalWorkflowExecutionInitiated,
     RetryPolicySpec,
     StartChildWorkflowExecutionFailed,
     StartChildWorkflowExecutionInitiated,
@@ -43,6 +44,7 @@ from cadenza.history._events import (
     WorkflowTaskCompleted,
     WorkflowTaskFailed,
     WorkflowTaskScheduled,
+    WorkflowTaskStarted,
     WorkflowTaskTimedOut,
     event_type_of,
     is_input_event,
@@ -170,148 +172,96 @@ def apply_event(state: ExecutionState, event: HistoryEvent) -> None:
         state.activities.clear()
         state.timers.clear()
         return
-    # One dict look-up by tag instead of a match over every class: most events of a busy
-    # history (markers, started events) change nothing beyond the event id.
-    handler = _HANDLERS.get(tag)
-    if handler is not None:
-        handler(state, event, attrs)
-
-
-def _started(state: ExecutionState, event: HistoryEvent, attrs: Any) -> None:
-    state.workflow_type = attrs.workflow_type
-    state.task_queue = attrs.task_queue
-    state.start_time = event.event_time
-    state.first_run_id = attrs.first_run_id or state.run_id
-    state.attempt = attrs.attempt
-    state.parent = attrs.parent
-    state.execution_timeout = attrs.execution_timeout
-    state.run_timeout = attrs.run_timeout
-    state.task_timeout = attrs.task_timeout
-    state.retry_policy = attrs.retry_policy
-    _remember(state, attrs.request_id)
-
-
-def _signaled(state: ExecutionState, event: HistoryEvent, attrs: Any) -> None:
-    state.signal_count += 1
-    _remember(state, attrs.request_id)
-
-
-def _cancel_requested(state: ExecutionState, event: HistoryEvent, attrs: Any) -> None:
-    state.cancel_requested = True
-    _remember(state, attrs.request_id)
-
-
-def _wt_scheduled(state: ExecutionState, event: HistoryEvent, attrs: Any) -> None:
-    state.wt_scheduled_event_id = event.event_id
-    state.wt_attempt = attrs.attempt
-
-
-def _wt_completed(state: ExecutionState, event: HistoryEvent, attrs: Any) -> None:
-    state.wt_scheduled_event_id = 0
-    state.wt_attempt = 0
-    state.last_completed_wt_started_event_id = attrs.started_event_id
-
-
-def _wt_retried(state: ExecutionState, event: HistoryEvent, attrs: Any) -> None:
-    # The task is retried: it stays pending with the next attempt number, and the engine
-    # makes it visible again after a back-off.
-    state.wt_attempt = attrs.attempt + 1
-
-
-def _activity_scheduled(state: ExecutionState, event: HistoryEvent, attrs: Any) -> None:
-    state.activities[event.event_id] = PendingActivity(
-        scheduled_event_id=event.event_id,
-        activity_id=attrs.activity_id,
-        activity_type=attrs.activity_type,
-        task_queue=attrs.task_queue,
-        scheduled_time=event.event_time,
-        schedule_to_close_timeout=attrs.schedule_to_close_timeout,
-        start_to_close_timeout=attrs.start_to_close_timeout,
-        heartbeat_timeout=attrs.heartbeat_timeout,
-        retry_policy=attrs.retry_policy,
-    )
-
-
-def _activity_closed(state: ExecutionState, event: HistoryEvent, attrs: Any) -> None:
-    state.activities.pop(attrs.scheduled_event_id, None)
-
-
-def _activity_attempt_ended(state: ExecutionState, event: HistoryEvent, attrs: Any) -> None:
-    if attrs.retry_state == "in_progress":
-        pending = state.activities.get(attrs.scheduled_event_id)
-        if pending is not None:
-            pending.attempt = attrs.attempt + 1
-    else:
-        state.activities.pop(attrs.scheduled_event_id, None)
-
-
-def _activity_cancel_requested(state: ExecutionState, event: HistoryEvent, attrs: Any) -> None:
-    pending = state.activities.get(attrs.scheduled_event_id)
-    if pending is not None:
-        pending.cancel_requested = True
-
-
-def _timer_started(state: ExecutionState, event: HistoryEvent, attrs: Any) -> None:
-    state.timers[attrs.timer_id] = PendingTimer(
-        timer_id=attrs.timer_id, started_event_id=event.event_id, fire_time=attrs.fire_time
-    )
-
-
-def _timer_ended(state: ExecutionState, event: HistoryEvent, attrs: Any) -> None:
-    state.timers.pop(attrs.timer_id, None)
-
-
-def _child_initiated(state: ExecutionState, event: HistoryEvent, attrs: Any) -> None:
-    state.children[event.event_id] = PendingChild(
-        initiated_event_id=event.event_id,
-        workflow_id=attrs.workflow_id,
-        workflow_type=attrs.workflow_type,
-        task_queue=attrs.task_queue,
-        parent_close_policy=attrs.parent_close_policy,
-    )
-
-
-def _child_started(state: ExecutionState, event: HistoryEvent, attrs: Any) -> None:
-    child = state.children.get(attrs.initiated_event_id)
-    if child is not None:
-        child.run_id = attrs.run_id
-
-
-def _child_ended(state: ExecutionState, event: HistoryEvent, attrs: Any) -> None:
-    state.children.pop(attrs.initiated_event_id, None)
-
-
-def _tag(cls: type) -> str:
-    return cls.__struct_config__.tag  # type: ignore[attr-defined, no-any-return]
-
-
-_HANDLERS: dict[str, Callable[[ExecutionState, HistoryEvent, Any], None]] = {
-    _tag(WorkflowExecutionStarted): _started,
-    _tag(WorkflowExecutionSignaled): _signaled,
-    _tag(WorkflowExecutionCancelRequested): _cancel_requested,
-    _tag(WorkflowTaskScheduled): _wt_scheduled,
-    _tag(WorkflowTaskCompleted): _wt_completed,
-    _tag(WorkflowTaskFailed): _wt_retried,
-    _tag(WorkflowTaskTimedOut): _wt_retried,
-    _tag(ActivityTaskScheduled): _activity_scheduled,
-    _tag(ActivityTaskCompleted): _activity_closed,
-    _tag(ActivityTaskCanceled): _activity_closed,
-    _tag(ActivityTaskFailed): _activity_attempt_ended,
-    _tag(ActivityTaskTimedOut): _activity_attempt_ended,
-    _tag(ActivityTaskCancelRequested): _activity_cancel_requested,
-    _tag(TimerStarted): _timer_started,
-    _tag(TimerFired): _timer_ended,
-    _tag(TimerCanceled): _timer_ended,
-    _tag(StartChildWorkflowExecutionInitiated): _child_initiated,
-    _tag(ChildWorkflowExecutionStarted): _child_started,
-    _tag(StartChildWorkflowExecutionFailed): _child_ended,
-    _tag(ChildWorkflowExecutionCompleted): _child_ended,
-    _tag(ChildWorkflowExecutionFailed): _child_ended,
-    _tag(ChildWorkflowExecutionCanceled): _child_ended,
-    _tag(ChildWorkflowExecutionTimedOut): _child_ended,
-    _tag(ChildWorkflowExecutionTerminated): _child_ended,
-}
-"""What each kind of event changes in the state (kinds not here change nothing more)."""
+    match attrs:
+        case WorkflowExecutionStarted():
+            state.workflow_type = attrs.workflow_type
+            state.task_queue = attrs.task_queue
+            state.start_time = event.event_time
+            state.first_run_id = attrs.first_run_id or state.run_id
+            state.attempt = attrs.attempt
+            state.parent = attrs.parent
+            state.execution_timeout = attrs.execution_timeout
+            state.run_timeout = attrs.run_timeout
+            state.task_timeout = attrs.task_timeout
+            state.retry_policy = attrs.retry_policy
+            _remember(state, attrs.request_id)
+        case WorkflowExecutionSignaled():
+            state.signal_count += 1
+            _remember(state, attrs.request_id)
+        case WorkflowExecutionCancelRequested():
+            state.cancel_requested = True
+            _remember(state, attrs.request_id)
+        case WorkflowTaskScheduled():
+            state.wt_scheduled_event_id = event.event_id
+            state.wt_attempt = attrs.attempt
+        case WorkflowTaskStarted():
+            pass
+        case WorkflowTaskCompleted():
+            state.wt_scheduled_event_id = 0
+            state.wt_attempt = 0
+            state.last_completed_wt_started_event_id = attrs.started_event_id
+        case WorkflowTaskFailed() | WorkflowTaskTimedOut():
+            # The task is retried: it stays pending with the next attempt number, and the
+            # engine makes it visible again after a back-off.
+            state.wt_attempt = attrs.attempt + 1
+        case ActivityTaskScheduled():
+            state.activities[event.event_id] = PendingActivity(
+                scheduled_event_id=event.event_id,
+                activity_id=attrs.activity_id,
+                activity_type=attrs.activity_type,
+                task_queue=attrs.task_queue,
+                scheduled_time=event.event_time,
+                schedule_to_close_timeout=attrs.schedule_to_close_timeout,
+                start_to_close_timeout=attrs.start_to_close_timeout,
+                heartbeat_timeout=attrs.heartbeat_timeout,
+                retry_policy=attrs.retry_policy,
+            )
+        case ActivityTaskStarted():
+            pass
+        case ActivityTaskCompleted() | ActivityTaskCanceled():
+            state.activities.pop(attrs.scheduled_event_id, None)
+        case ActivityTaskFailed() | ActivityTaskTimedOut():
+            if attrs.retry_state == "in_progress":
+                pending = state.activities.get(attrs.scheduled_event_id)
+                if pending is not None:
+                    pending.attempt = attrs.attempt + 1
+            else:
+                state.activities.pop(attrs.scheduled_event_id, None)
+        case ActivityTaskCancelRequested():
+            pending = state.activities.get(attrs.scheduled_event_id)
+            if pending is not None:
+                pending.cancel_requested = True
+        case TimerStarted():
+            state.timers[attrs.timer_id] = PendingTimer(
+                timer_id=attrs.timer_id, started_event_id=event.event_id, fire_time=attrs.fire_time
+            )
+        case TimerFired() | TimerCanceled():
+            state.timers.pop(attrs.timer_id, None)
+        case StartChildWorkflowExecutionInitiated():
+            state.children[event.event_id] = PendingChild(
+                initiated_event_id=event.event_id,
+                workflow_id=attrs.workflow_id,
+                workflow_type=attrs.workflow_type,
+                task_queue=attrs.task_queue,
+                parent_close_policy=attrs.parent_close_policy,
+            )
+        case ChildWorkflowExecutionStarted():
+            child = state.children.get(attrs.initiated_event_id)
+            if child is not None:
+                child.run_id = attrs.run_id
+        case (
+            StartChildWorkflowExecutionFailed()
+            | ChildWorkflowExecutionCompleted()
+            | ChildWorkflowExecutionFailed()
+            | ChildWorkflowExecutionCanceled()
+            | ChildWorkflowExecutionTimedOut()
+            | ChildWorkflowExecutionTerminated()
+        ):
+            state.children.pop(attrs.initiated_event_id, None)
+        case RequestCancelExternalWorkflowExecutionInitiated():
+            pass
+        case _:
+            pass
 
 
 def rebuild_state(
