@@ -21,6 +21,7 @@ from cadenza.history import (
     _tables,
     verify_chain,
 )
+from cadenza.history._driver import DriverSql
 from cadenza.history._events import WorkflowExecutionSignaled
 from cadenza.sdk import Client
 
@@ -387,4 +388,40 @@ async def test_a_sqlite_write_cut_off_mid_statement_does_not_keep_the_write_lock
         assert {row["lease_until_ms"] for row in await store.shard_table()} != {1}
     finally:
         kept.clear()
+        await store.close()
+
+
+async def test_a_busy_server_reuses_its_pooled_connections(pg_database_factory) -> None:
+    """A dozen concurrent users, round after round, open a dozen PostgreSQL sessions once:
+    none is closed and opened again (the pool used to be 10, and the busiest server's extra
+    connections were a new backend each time)."""
+    url = pg_database_factory("pool")
+    dbname = url.rsplit("/", 1)[1]
+    store = SqlStore(url)
+    try:
+        await store.migrate()
+
+        def sessions() -> int:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("SELECT pg_stat_clear_snapshot()")
+                row = conn.execute(
+                    "SELECT sessions FROM pg_stat_database WHERE datname = %s", (dbname,)
+                ).fetchone()
+                return int(row[0])
+
+        sleep = DriverSql("SELECT pg_sleep(0.02)")
+
+        async def user() -> None:
+            async with store._hot(write=False) as driver:
+                await driver.fetch(sleep, {})
+
+        before = await asyncio.to_thread(sessions)
+        for _ in range(6):
+            await asyncio.gather(*(user() for _ in range(13)))
+        # The statistics of a session reach pg_stat_database when it ends or within a second.
+        await asyncio.sleep(1.1)
+        opened = await asyncio.to_thread(sessions) - before
+        # 13 pooled ones, plus this test's own two counting sessions.
+        assert opened <= 13 + 2, f"{opened} sessions opened for 13 concurrent users"
+    finally:
         await store.close()
