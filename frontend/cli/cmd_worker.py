@@ -34,6 +34,12 @@ def register(subparsers: Any) -> None:
         default=200,
         help="workflow tasks run at once (default 200)",
     )
+    parser.add_argument(
+        "--max-cached-workflows",
+        type=int,
+        default=5000,
+        help="executions kept in memory between their tasks (default 5000; 0: replay every task)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -61,6 +67,7 @@ async def run(args: argparse.Namespace) -> int:
             activities=activities,
             max_concurrent_activities=args.max_activities,
             max_concurrent_workflow_tasks=args.max_workflow_tasks,
+            max_cached_workflows=args.max_cached_workflows,
         ):
             await stop.wait()
     finally:

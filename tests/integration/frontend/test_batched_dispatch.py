@@ -221,6 +221,21 @@ async def test_worker_rejects_a_bad_tasks_per_poll(engine: Engine) -> None:
         assert info.value.field == "workflow_tasks_per_poll"
 
 
+async def test_worker_rejects_a_negative_cache_size(engine: Engine) -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        Worker(Client(engine), task_queue="q", workflows=[Doubles], max_cached_workflows=-1)
+    assert info.value.field == "max_cached_workflows"
+
+
+def test_cli_worker_takes_a_cache_size() -> None:
+    from cadenza.frontend.cli._main import build_parser
+
+    argv = ["worker", "--server", "http://127.0.0.1:1", "--module", "m.py"]
+    assert build_parser().parse_args(argv).max_cached_workflows == 5000
+    args = build_parser().parse_args([*argv, "--max-cached-workflows", "0"])
+    assert args.max_cached_workflows == 0
+
+
 async def test_start_many_answers_each_start_on_its_own(
     serve, http: aiohttp.ClientSession, engine: Engine
 ) -> None:
