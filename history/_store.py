@@ -334,12 +334,9 @@ class SqlStore:
 
     Args:
         url: ``sqlite:///path.db``, ``sqlite:///:memory:`` or ``postgresql://user@host/db``.
-        pool_size: Connections kept open (PostgreSQL; 16). A busy server holds about a dozen
-            at once (its pollers' claims, two group commits, history reads); with fewer,
-            the ones above the pool were opened and closed again for each use (a new
-            PostgreSQL backend, its statements prepared again), which cost a server running
-            normal activities a quarter of the machine. Up to ``pool_size // 4`` more open
-            when needed and close when returned.
+        pool_size: Connections kept open (PostgreSQL; 16: a busy server holds about a dozen
+            at once, and one above the pool is a new backend for each use). Up to
+            ``pool_size // 4`` more open when needed and close when returned.
         connect_timeout: Seconds to wait for a connection.
         commits_in_flight: Group-commit transactions that may run at once (default 1 on
             SQLite, which has one writer, and 2 on PostgreSQL; see

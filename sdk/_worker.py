@@ -86,6 +86,10 @@ def _ms_dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+DEFAULT_MAX_CACHED_WORKFLOWS = 5000
+"""Executions a worker keeps in memory between their tasks, unless told otherwise."""
+
+
 class Worker:
     """Runs workflows and activities of one task queue.
 
@@ -133,7 +137,7 @@ class Worker:
         activities: Sequence[Callable[..., Any]] = (),
         max_concurrent_workflow_tasks: int = 200,
         max_concurrent_activities: int = 100,
-        max_cached_workflows: int = 5000,
+        max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
         workflow_pollers: int = 4,
         workflow_tasks_per_poll: int = 16,
         activity_pollers: int = 4,

@@ -16,6 +16,7 @@ from cadenza.frontend.cli._common import (
 )
 from cadenza.frontend.cli._main import CliError
 from cadenza.sdk import Client, Worker
+from cadenza.sdk._worker import DEFAULT_MAX_CACHED_WORKFLOWS
 
 
 def register(subparsers: Any) -> None:
@@ -37,8 +38,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--max-cached-workflows",
         type=int,
-        default=5000,
-        help="executions kept in memory between their tasks (default 5000; 0: replay every task)",
+        default=DEFAULT_MAX_CACHED_WORKFLOWS,
+        help=f"executions kept in memory between their tasks (default"
+        f" {DEFAULT_MAX_CACHED_WORKFLOWS}; 0: replay every task)",
     )
     parser.set_defaults(handler=run)
 
