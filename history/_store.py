@@ -795,8 +795,27 @@ class SqlStore:
         await self._committer.write(change)
 
     async def _write_batch(self, changes: Sequence[ExecutionWrite]) -> None:
+        """Write a batch in one transaction. If its connection was dead before the commit
+        was sent (a peer ended our sessions), nothing landed, and the batch goes once more on
+        a checked connection, as :meth:`_read_hot` does for reads."""
         # One order for every transaction's row locks, so concurrent batches cannot deadlock.
         changes = sorted(changes, key=lambda c: (c.shard_id, c.run_id))
+        reached_commit = [False]
+        try:
+            await self._write_batch_once(changes, reached_commit)
+            return
+        except StoreUnavailableError:
+            just_found_dead = (
+                self._ping_before is not None and time.monotonic() - self._ping_before <= 1.0
+            )
+            if reached_commit[0] or not just_found_dead:
+                raise
+            log.info("a pooled connection was dead; writing the batch again on a checked one")
+        await self._write_batch_once(changes, [False])
+
+    async def _write_batch_once(
+        self, changes: Sequence[ExecutionWrite], reached_commit: list[bool]
+    ) -> None:
         async with self._hot(write=True) as driver:
             fences: dict[int, int] = {}
             for change in changes:
@@ -819,6 +838,8 @@ class SqlStore:
             self._check_fences(fences, await fenced.rows())
             for batch in batches:
                 await batch.check()
+            # The block's end sends the commit: past here, the batch may have landed.
+            reached_commit[0] = True
 
     def _batch_rows(self, driver: DriverConnection) -> BatchRows:
         return BatchRows(driver, self._task_row, self._timer_row, self._submit_task_update)
