@@ -50,6 +50,9 @@ class Settings:
             separated by commas (``2025-06:q3J0...=,2024-12:Yk9x...=``); empty: secrets cannot
             be stored. See ``docs/secrets.md``.
         active_secret_key: Id of the key that encrypts new values (default: the only key).
+        gc_threshold: Net allocations between two young-generation garbage collections in
+            the ``cadenza server``, ``worker`` and ``dev`` processes (20,000; 0 keeps Python's
+            700). See ``docs/scaling.md``.
     """
 
     database_url: str = DEFAULT_DEV_DATABASE
@@ -72,6 +75,7 @@ class Settings:
     advertise_url: str = ""
     secret_keys: str = field(default="", repr=False)  # keys never appear in a repr or log
     active_secret_key: str = ""
+    gc_threshold: int = 20_000
 
     def validate(self) -> Settings:
         """Check ranges; raise InvalidArgumentError naming the setting."""
@@ -84,6 +88,10 @@ class Settings:
         for name in ("workflow_task_timeout", "poll_timeout", "shard_lease_seconds"):
             if getattr(self, name) <= 0:
                 raise InvalidArgumentError(name, "must be positive")
+        if self.gc_threshold < 0:
+            raise InvalidArgumentError(
+                "gc_threshold", "must be 0 (Python's default) or a positive number of allocations"
+            )
         if self.log_format not in ("text", "json"):
             raise InvalidArgumentError("log_format", "must be 'text' or 'json'")
         return self

@@ -16,6 +16,7 @@ from aiohttp import web
 from cadenza.activities import close_builtin_resources
 from cadenza.engine import Engine, Settings
 from cadenza.frontend._app import create_app
+from cadenza.frontend.cli._gc import freeze_startup_objects, tune_garbage_collector
 from cadenza.sdk import Client, Worker
 
 log = logging.getLogger("cadenza.server")
@@ -29,8 +30,13 @@ async def serve(
     task_queue: str = "default",
     http: bool = True,
     jobs: Sequence[str] = (),
+    tune_gc: bool = False,
 ) -> int:
-    """Run until SIGTERM/SIGINT; returns the exit status."""
+    """Run until SIGTERM/SIGINT; returns the exit status. ``tune_gc``: this process is the
+    server's own (the CLI's), so apply ``settings.gc_threshold`` and freeze what startup made
+    (see :mod:`cadenza.frontend.cli._gc`)."""
+    if tune_gc:
+        tune_garbage_collector(settings.gc_threshold)
     if http and not settings.advertise_url:
         host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
         settings = replace(settings, advertise_url=f"http://{host}:{settings.http_port}")
@@ -79,6 +85,8 @@ async def serve(
             log.info(
                 "job files loaded from %s; job worker on queue 'cadenza-jobs'", ", ".join(jobs)
             )
+        if tune_gc and settings.gc_threshold:
+            freeze_startup_objects()
         stopper = asyncio.ensure_future(stop.wait())
         watchdog = asyncio.ensure_future(engine.wait_stopped())
         await asyncio.wait({stopper, watchdog}, return_when=asyncio.FIRST_COMPLETED)

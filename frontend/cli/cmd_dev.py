@@ -52,4 +52,5 @@ async def run(args: argparse.Namespace) -> int:
         activities=activities,
         task_queue=args.task_queue,
         jobs=args.jobs,
+        tune_gc=True,
     )

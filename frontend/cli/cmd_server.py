@@ -26,4 +26,4 @@ async def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT."""
     settings = settings_from(args, http_host=args.host, http_port=args.port)
     configure_logging(settings)
-    return await serve(settings)
+    return await serve(settings, tune_gc=True)

@@ -14,6 +14,7 @@ from cadenza.frontend.cli._common import (
     load_definitions,
     settings_from,
 )
+from cadenza.frontend.cli._gc import freeze_startup_objects, tune_garbage_collector
 from cadenza.frontend.cli._main import CliError
 from cadenza.sdk import Client, Worker
 from cadenza.sdk._worker import DEFAULT_MAX_CACHED_WORKFLOWS
@@ -49,6 +50,7 @@ async def run(args: argparse.Namespace) -> int:
     """Poll until SIGTERM/SIGINT, then drain."""
     settings = settings_from(args)
     configure_logging(settings)
+    tune_garbage_collector(settings.gc_threshold)
     workflows, activities = load_definitions(args.module)
     if not workflows and not activities:
         raise CliError("the modules define no workflows and no activities")
@@ -71,6 +73,8 @@ async def run(args: argparse.Namespace) -> int:
             max_concurrent_workflow_tasks=args.max_workflow_tasks,
             max_cached_workflows=args.max_cached_workflows,
         ):
+            if settings.gc_threshold:
+                freeze_startup_objects()
             await stop.wait()
     finally:
         await client.close()
