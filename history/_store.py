@@ -103,6 +103,18 @@ _SQL_REGISTERED_TYPES = DriverSql(
     " WHERE namespace = :namespace AND task_queue = :task_queue AND kind = :kind"
 )
 _SQL_NOTIFY = DriverSql("SELECT pg_notify('cadenza', :payload)")
+# Sent first in every hot write transaction on PostgreSQL (in its pipeline: no round trip of its
+# own). Each of its statements touches a handful of rows by key, one batch's rows given as JSON;
+# the plan for that is an index probe per row. psycopg prepares a statement after a few runs and
+# PostgreSQL then keeps one generic plan for the session, planned with the table sizes of that
+# moment: on a new cluster the tables are nearly empty, so it chose a hash join over a scan of
+# the whole table, and kept it as the table grew (a workflow of three activities read about
+# 3,000 rows by sequential scans, so cost grew with every workflow stored). With scans and
+# hash/merge joins off for these transactions, every plan is an index nested loop at any size.
+_SQL_KEYED_PLANS = DriverSql(
+    "SELECT set_config('enable_seqscan', 'off', true),"
+    " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+)
 
 
 def _claim_sql(workflow: bool, by_namespace: bool, by_shards: bool) -> DriverSql:
@@ -829,6 +841,8 @@ class SqlStore:
             groups = [writes] if distinct_runs(writes) else [[w] for w in writes]
             batches = [self._batch_rows(driver) for _ in groups]
             async with driver.pipeline():
+                if driver.postgresql:
+                    await driver.submit(_SQL_KEYED_PLANS, {}, query=True)
                 fenced = await driver.submit(_SQL_FENCES, self._fence_params(fences), query=True)
                 for batch, group in zip(batches, groups, strict=True):
                     await batch.send(group)
@@ -1103,7 +1117,11 @@ class SqlStore:
                 ids if self.dialect == "postgresql" else orjson.dumps(ids).decode()
             )
         async with self._hot(write=True) as driver:
-            rows = await driver.fetch(statement, params)
+            async with driver.pipeline():
+                if driver.postgresql:
+                    await driver.submit(_SQL_KEYED_PLANS, {}, query=True)
+                found = await driver.submit(statement, params, query=True)
+            rows = await found.rows()
             # Oldest first, as the subquery chose them (RETURNING keeps no order).
             claimed = sorted((self._task(row) for row in rows), key=_visible_order)
             if timers_for is not None:
