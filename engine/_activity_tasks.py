@@ -19,9 +19,15 @@ from cadenza.engine._mutation import Mutation, activity_task_id, dt_to_ms, ms_to
 from cadenza.engine._retry import decide_retry
 from cadenza.engine._sync_match import claim_lease
 from cadenza.engine._validation import MAX_NAME_LENGTH, check_id
-from cadenza.engine._workflow_tasks import RETRY_VISIBLE_RESET, activity_timer_keys, token_of
+from cadenza.engine._workflow_tasks import (
+    MAX_TASKS_PER_POLL,
+    RETRY_VISIBLE_RESET,
+    activity_timer_keys,
+    token_of,
+)
 from cadenza.history import (
     Failure,
+    InvalidArgumentError,
     PayloadTooLargeError,
     ShardOwnershipLostError,
     TaskChange,
@@ -80,7 +86,33 @@ class ActivityTaskOps:
         timeout: float | None = None,
     ) -> ActivityTaskInfo | None:
         """Wait up to ``timeout`` seconds for an activity attempt of a queue."""
+        tasks = await self.poll_activity_tasks(
+            namespace, task_queue, worker_id, activity_types=activity_types, timeout=timeout
+        )
+        return tasks[0] if tasks else None
+
+    async def poll_activity_tasks(
+        self: Engine,
+        namespace: str,
+        task_queue: str,
+        worker_id: str,
+        *,
+        activity_types: frozenset[str] = frozenset(),
+        timeout: float | None = None,
+        max_tasks: int = 1,
+    ) -> list[ActivityTaskInfo]:
+        """Wait up to ``timeout`` seconds for activity attempts of a queue.
+
+        Returns as soon as any is visible: up to ``max_tasks`` of them, leased in one
+        transaction (a worker with free slots takes a busy queue's attempts for the price of
+        one claim; an idle queue answers its first attempt as soon as it is written). An empty
+        list means nothing came within the poll.
+        """
         check_id("task_queue", task_queue, MAX_NAME_LENGTH)
+        if not 1 <= max_tasks <= MAX_TASKS_PER_POLL:
+            raise InvalidArgumentError(
+                "max_tasks", f"must be between 1 and {MAX_TASKS_PER_POLL}, got {max_tasks}"
+            )
         await self.register_types(namespace, task_queue, "activity", activity_types)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.settings.poll_timeout if timeout is None else timeout)
@@ -90,7 +122,7 @@ class ActivityTaskOps:
             worker_id, _DEFAULT_ACTIVITY_LEASE_MS, _activity_timers, records_seen=False
         )
         while not self.stopping:
-            ticket = self.notifier.ticket(key)
+            ticket = self.notifier.ticket(key, capacity=max_tasks)
             now = self.clock.now_ms()
             claimed = await self.store.claim_tasks(
                 kind="activity",
@@ -99,31 +131,41 @@ class ActivityTaskOps:
                 owner=worker_id,
                 now=now,
                 lease_ms=_DEFAULT_ACTIVITY_LEASE_MS,
+                limit=max_tasks,
                 shard_ids=self.claim_shards(key),
                 timers_for=_activity_timers,
                 notify_for=self.timer_notices,
             )
             if claimed:
                 self.notifier.release(key, ticket)
-                task = claimed[0]
-                self.track_inflight(task.task_id, True, task)
-                timers = _activity_timers(task)
-                if self.timer_service is not None and timers:
-                    self.timer_service.notify(min(t.fire_at_ms for t in timers))
-                return self._activity_info(task, now)
+                if len(claimed) == max_tasks:
+                    # More may be waiting: let another poller of the queue look at once.
+                    self.notifier.notify_one(key)
+                fire_at: list[int] = []
+                for task in claimed:
+                    self.track_inflight(task.task_id, True, task)
+                    fire_at += [t.fire_at_ms for t in _activity_timers(task)]
+                if self.timer_service is not None and fire_at:
+                    self.timer_service.notify(min(fire_at))
+                return [self._activity_info(task, now) for task in claimed]
             remaining = deadline - loop.time()
             if remaining <= 0:
                 self.notifier.release(key, ticket)
-                return None
+                return []
             delivered = await self.sync_match.wait(
-                key, ticket, worker_id=worker_id, capacity=1, lease=lease, timeout=remaining
+                key,
+                ticket,
+                worker_id=worker_id,
+                capacity=max_tasks,
+                lease=lease,
+                timeout=remaining,
             )
             if delivered:
-                return self._activity_info(delivered[0], now)
+                return [self._activity_info(task, now) for task in delivered]
         # The engine is stopping: answer "no task" at the poll's end (at most a second
         # away), not at once, so a worker that outlives its engine does not spin.
         await asyncio.sleep(max(0.0, min(deadline - loop.time(), 1.0)))
-        return None
+        return []
 
     @staticmethod
     def _activity_info(task: TaskRecord, now: int) -> ActivityTaskInfo:

@@ -25,6 +25,7 @@ from cadenza.frontend._wire import (
     API_PREFIX,
     Accepted,
     ActivityCanceledBody,
+    ActivityTaskBatch,
     CompleteActivityBody,
     CompleteWorkflowTaskBody,
     CompleteWorkflowTaskResponse,
@@ -37,6 +38,7 @@ from cadenza.frontend._wire import (
     HistorySlice,
     HistorySliceBody,
     PollActivityTaskBody,
+    PollActivityTasksBody,
     PollWorkflowTaskBody,
     PollWorkflowTasksBody,
     ReleaseStickyBody,
@@ -203,28 +205,44 @@ async def release_sticky(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@routes.post(_W + "/activity-tasks/poll")
-async def poll_activity_task(request: web.Request) -> web.Response:
-    """Long-poll an activity attempt of a task queue; 204 when none came."""
-    body: PollActivityTaskBody = await _body(request, PollActivityTaskBody)
+async def _poll_activity(request: web.Request, *, many: bool) -> list[Any]:
+    """The activity attempts a long poll got (``many``: up to the body's ``max_tasks``)."""
+    body: PollActivityTaskBody | PollActivityTasksBody = await _body(
+        request, PollActivityTasksBody if many else PollActivityTaskBody
+    )
     wait = _poll_wait(request, body.timeout)
     gauge = request.app[METRICS].long_polls.labels("activity")
     gauge.inc()
     try:
-        info = await long_poll(
+        return await long_poll(
             request,
-            request.app[ENGINE].poll_activity_task(
+            request.app[ENGINE].poll_activity_tasks(
                 body.namespace,
                 body.task_queue,
                 body.worker_id,
                 activity_types=frozenset(body.activity_types),
                 timeout=wait,
+                max_tasks=getattr(body, "max_tasks", 1),
             ),
-            None,
+            [],
         )
     finally:
         gauge.dec()
-    return web.Response(status=204) if info is None else json_response(info)
+
+
+@routes.post(_W + "/activity-tasks/poll")
+async def poll_activity_task(request: web.Request) -> web.Response:
+    """Long-poll an activity attempt of a task queue; 204 when none came."""
+    tasks = await _poll_activity(request, many=False)
+    return json_response(tasks[0]) if tasks else web.Response(status=204)
+
+
+@routes.post(_W + "/activity-tasks/poll-many")
+async def poll_activity_tasks(request: web.Request) -> web.Response:
+    """Long-poll activity attempts of a task queue: every visible one up to ``max_tasks``,
+    leased in one transaction, as soon as there is any; 204 when none came."""
+    tasks = await _poll_activity(request, many=True)
+    return json_response(ActivityTaskBatch(tasks=tasks)) if tasks else web.Response(status=204)
 
 
 @routes.post(_W + "/activity-tasks/complete")

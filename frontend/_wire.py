@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from cadenza.engine import (
+    ActivityTaskInfo,
     Command,
     StaleTaskError,
     StartWorkflowRequest,
@@ -297,6 +298,25 @@ class PollActivityTaskBody(_Body, kw_only=True):
     worker_id: str
     activity_types: list[str] = []
     timeout: float | None = None
+
+
+class PollActivityTasksBody(_Body, kw_only=True):
+    """``POST /api/v1/worker/activity-tasks/poll-many``: like a single poll, but answers with
+    every visible attempt up to ``max_tasks`` (1 to 100, default 16) as an
+    :class:`ActivityTaskBatch`."""
+
+    namespace: str = "default"
+    task_queue: str
+    worker_id: str
+    activity_types: list[str] = []
+    timeout: float | None = None
+    max_tasks: int = 16
+
+
+class ActivityTaskBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """The activity attempts one ``poll-many`` leased to the worker."""
+
+    tasks: list[ActivityTaskInfo]
 
 
 class HistorySliceBody(_Body, kw_only=True):

@@ -57,6 +57,7 @@ from cadenza.frontend._wire import (
     Accepted,
     AccessDeniedError,
     ActivityCanceledBody,
+    ActivityTaskBatch,
     CancelBody,
     CompleteActivityBody,
     CompleteWorkflowTaskBody,
@@ -69,6 +70,7 @@ from cadenza.frontend._wire import (
     HistorySlice,
     HistorySliceBody,
     PollActivityTaskBody,
+    PollActivityTasksBody,
     PollWorkflowTaskBody,
     PollWorkflowTasksBody,
     QueryBody,
@@ -845,6 +847,33 @@ class RemoteService(RemoteJobs):
             timeout=wait + self.margin,
         )
         return None if data is None else decode_response(data, ActivityTaskInfo)
+
+    async def poll_activity_tasks(
+        self,
+        namespace: str,
+        task_queue: str,
+        worker_id: str,
+        *,
+        activity_types: frozenset[str] = frozenset(),
+        timeout: float | None = None,
+        max_tasks: int = 1,
+    ) -> list[ActivityTaskInfo]:
+        """Long-poll up to ``max_tasks`` activity attempts in one request; [] when none came."""
+        wait = self._poll_wait(timeout)
+        data = await self._call(
+            "POST",
+            f"{API_PREFIX}/worker/activity-tasks/poll-many",
+            body=PollActivityTasksBody(
+                namespace=namespace,
+                task_queue=task_queue,
+                worker_id=worker_id,
+                activity_types=sorted(activity_types),
+                timeout=wait,
+                max_tasks=max_tasks,
+            ),
+            timeout=wait + self.margin,
+        )
+        return [] if data is None else decode_response(data, ActivityTaskBatch).tasks
 
     async def complete_activity(
         self, token: TaskToken, result: msgspec.Raw, *, identity: str = ""

@@ -141,6 +141,16 @@ class WorkflowService(Protocol):
         activity_types: frozenset[str] = frozenset(),
         timeout: float | None = None,
     ) -> ActivityTaskInfo | None: ...
+    async def poll_activity_tasks(
+        self,
+        namespace: str,
+        task_queue: str,
+        worker_id: str,
+        *,
+        activity_types: frozenset[str] = frozenset(),
+        timeout: float | None = None,
+        max_tasks: int = 1,
+    ) -> list[ActivityTaskInfo]: ...
     async def complete_activity(
         self, token: TaskToken, result: msgspec.Raw, *, identity: str = ""
     ) -> bool: ...

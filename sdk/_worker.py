@@ -117,6 +117,8 @@ class Worker:
             a poll asks for as many as the worker has free slots, up to this, so a busy queue
             hands out many tasks per claim and per request.
         activity_pollers: Concurrent activity task long-polls (default 4).
+        activity_tasks_per_poll: Most activity attempts one poll may take (1–100, default
+            16), the same way: as many as the worker has free activity slots, up to this.
         activity_executor: Thread pool for sync activities (default: one of
             ``max_concurrent_activities`` threads).
         graceful_shutdown_timeout: How long running activities may finish on shutdown (10 s).
@@ -141,6 +143,7 @@ class Worker:
         workflow_pollers: int = 4,
         workflow_tasks_per_poll: int = 16,
         activity_pollers: int = 4,
+        activity_tasks_per_poll: int = 16,
         activity_executor: concurrent.futures.Executor | None = None,
         graceful_shutdown_timeout: timedelta = timedelta(seconds=10),
         deadlock_timeout: float = 2.0,
@@ -195,6 +198,12 @@ class Worker:
                 f"must be between 1 and 100, got {workflow_tasks_per_poll}",
             )
         self._tasks_per_poll = workflow_tasks_per_poll
+        if not 1 <= activity_tasks_per_poll <= 100:
+            raise InvalidArgumentError(
+                "activity_tasks_per_poll",
+                f"must be between 1 and 100, got {activity_tasks_per_poll}",
+            )
+        self._activities_per_poll = activity_tasks_per_poll
         self._workflow_pollers = workflow_pollers if self._workflows else 0
         self._activity_pollers = activity_pollers if self._activities else 0
         self._own_executor = activity_executor is None
@@ -580,27 +589,37 @@ class Worker:
     async def _poll_activity_tasks(self) -> None:
         types = frozenset(self._activities)
         while not self._stop.is_set():
+            # As for workflow tasks: one free slot to poll, then every free one up to the
+            # per-poll limit.
             await self._activity_slots.acquire()
+            slots = 1
+            while slots < self._activities_per_poll and not self._activity_slots.locked():
+                await self._activity_slots.acquire()
+                slots += 1
             try:
-                task_info = await self.service.poll_activity_task(
+                infos = await self.service.poll_activity_tasks(
                     self.namespace,
                     self.task_queue,
                     self.identity,
                     activity_types=types,
                     timeout=self._poll_timeout,
+                    max_tasks=slots,
                 )
             except asyncio.CancelledError:
-                self._activity_slots.release()
+                self._release_activity_slots(slots)
                 raise
             except Exception:
-                self._activity_slots.release()
+                self._release_activity_slots(slots)
                 log.exception("polling activity tasks failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
                 continue
-            if task_info is None:
-                self._activity_slots.release()
-                continue
-            self._start_activity(task_info)
+            self._release_activity_slots(slots - len(infos))
+            for info in infos:
+                self._start_activity(info)
+
+    def _release_activity_slots(self, count: int) -> None:
+        for _ in range(count):
+            self._activity_slots.release()
 
     def _start_activity(self, task_info: ActivityTaskInfo) -> None:
         token = task_info.token
