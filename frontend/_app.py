@@ -21,6 +21,7 @@ from aiohttp import web
 from cadenza.engine import Engine, Settings
 from cadenza.frontend import (
     _api_calendars,
+    _api_cluster,
     _api_jobs,
     _api_schedules,
     _api_worker,
@@ -95,6 +96,7 @@ def create_app(engine: Engine, settings: Settings | None = None) -> web.Applicat
     app.on_shutdown.append(_on_shutdown)
     app.on_response_prepare.append(_harden)
     app.add_routes(_api_workflows.routes)
+    app.add_routes(_api_cluster.routes)
     app.add_routes(_api_worker.routes)
     app.add_routes(_api_schedules.routes)
     app.add_routes(_api_jobs.routes)

@@ -66,6 +66,9 @@ class Metrics:
         latency: Request duration by method and route pattern.
         long_polls: Worker long polls held now, by kind (``workflow``, ``activity``,
             ``result``).
+        forwards: Requests, and batches of a batch route, sent on to the server that owns
+            their shard, by route pattern (clients that send writes to the owners keep it
+            near zero).
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -89,6 +92,12 @@ class Metrics:
             ("kind",),
             registry=self.registry,
         )
+        self.forwards = Counter(
+            "cadenza_http_forwards",
+            "Requests and batches sent on to the server that owns their shard",
+            ("route",),
+            registry=self.registry,
+        )
         self.registry.register(_EngineCollector(engine))  # type: ignore[arg-type]
 
     def render(self) -> bytes:
@@ -100,7 +109,8 @@ METRICS = web.AppKey("cadenza_metrics", Metrics)
 """The app's :class:`Metrics`."""
 
 
-def _route_of(request: web.Request) -> str:
+def route_of(request: web.Request) -> str:
+    """The route pattern a request matched (``unmatched`` for none)."""
     info = request.match_info
     resource = info.route.resource if info.http_exception is None else None
     return resource.canonical if resource is not None else "unmatched"
@@ -120,7 +130,7 @@ async def metrics_middleware(request: web.Request, handler: web.Handler) -> web.
         status = exc.status
         raise
     finally:
-        route = _route_of(request)
+        route = route_of(request)
         metrics.requests.labels(request.method, route, str(status)).inc()
         metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
 

@@ -26,6 +26,7 @@ import aiohttp
 from aiohttp import web
 
 from cadenza.engine import Engine
+from cadenza.frontend._metrics import METRICS, route_of
 from cadenza.frontend._state import ENGINE
 from cadenza.frontend._wire import decode_body, encode
 from cadenza.history import CadenzaError, ShardOwnershipLostError
@@ -65,6 +66,15 @@ class OwnerDirectory:
                 if time.monotonic() - self._read_at > DIRECTORY_TTL_S:
                     await self._read()
         return self._addresses.get(shard_id)
+
+    async def owners(self, own_address: str) -> list[str | None]:
+        """Every shard's owner's URL in shard order (``own_address`` for this server's own,
+        None for a shard without a live owner)."""
+        await self.address(0)
+        return [
+            own_address or None if address == "" else address
+            for address in (self._addresses.get(i) for i in range(self._engine.shard_count))
+        ]
 
     async def _read(self) -> None:
         engine = self._engine
@@ -142,6 +152,7 @@ async def post_to_owner(request: web.Request, address: str, path: str, body: byt
     # The body is ours (not compressed), and the answer is read here (asked uncompressed).
     headers = _forward_headers(request, drop=("content-encoding", "accept-encoding"))
     headers["Content-Type"] = "application/json"
+    request.app[METRICS].forwards.labels(route_of(request)).inc()
     try:
         async with request.app[SESSION].post(
             address.rstrip("/") + path, data=body, headers=headers
@@ -214,6 +225,7 @@ def _forward_headers(request: web.Request, drop: tuple[str, ...] = ()) -> dict[s
 
 async def _proxy(request: web.Request, address: str, body: bytes) -> web.Response:
     headers = _forward_headers(request)
+    request.app[METRICS].forwards.labels(route_of(request)).inc()
     url = address.rstrip("/") + request.path_qs
     async with request.app[SESSION].request(
         request.method, url, data=body, headers=headers

@@ -480,6 +480,15 @@ class StartWorkflowsResponse(msgspec.Struct, frozen=True, kw_only=True):
     results: list[StartResult]
 
 
+class ShardOwners(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /api/v1/cluster/shards``: where each shard's owner listens, so that a client can
+    send a write straight to it (``owners[shard_id]``; null while a shard has no live owner,
+    or when its owner advertises no address)."""
+
+    shard_count: int
+    owners: list[str | None]
+
+
 class CompleteWorkflowTasksResponse(msgspec.Struct, frozen=True, kw_only=True):
     """The results of a ``complete-many``, in the order of its completions."""
 

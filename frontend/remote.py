@@ -51,6 +51,7 @@ from cadenza.engine._schedule_api import (
 )
 from cadenza.frontend._coalesce import Coalescer
 from cadenza.frontend._remote_jobs import RemoteJobs
+from cadenza.frontend._shard_router import ShardRouter
 from cadenza.frontend._wire import (
     API_PREFIX,
     JSON,
@@ -79,6 +80,7 @@ from cadenza.frontend._wire import (
     RespondQueryBody,
     ResultReply,
     ServerError,
+    ShardOwners,
     SignalBody,
     StartWorkflowsResponse,
     TerminateBody,
@@ -157,6 +159,11 @@ class RemoteService(RemoteJobs):
             before it.
         poll_timeout: Longest long poll in seconds (25): worker polls and result waits ask the
             server to answer within it. Capped at ``request_timeout`` minus a margin.
+        route_to_owners: Send each start straight to the server that owns its shard, at the
+            address that server advertises (``GET /api/v1/cluster/shards``), instead of
+            letting ``base_url`` forward it (True). Turn it off when the servers' advertised
+            addresses cannot be reached from here; an owner that does not answer is skipped
+            by itself for 30 s.
 
     Raises:
         InvalidArgumentError: a URL that is not ``http(s)://host``, or a non-positive timeout.
@@ -169,6 +176,7 @@ class RemoteService(RemoteJobs):
         token: str = "",
         request_timeout: float = 30.0,
         poll_timeout: float = 25.0,
+        route_to_owners: bool = True,
     ) -> None:
         url = URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
@@ -194,6 +202,8 @@ class RemoteService(RemoteJobs):
         self._starts = Coalescer[StartWorkflowRequest, StartWorkflowResponse](
             self._start_many, max_batch=_STARTS_PER_REQUEST
         )
+        self._router = ShardRouter(self.base_url, self._shard_owners)
+        self._router.enabled = route_to_owners
 
     # ------------------------------------------------------------------ plumbing
 
@@ -222,8 +232,8 @@ class RemoteService(RemoteJobs):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _url(self, path: str, params: dict[str, str] | None = None) -> URL:
-        url = URL(self.base_url + path, encoded=True)
+    def _url(self, path: str, params: dict[str, str] | None = None, base: str = "") -> URL:
+        url = URL((base or self.base_url) + path, encoded=True)
         return url.with_query(params) if params else url
 
     @staticmethod
@@ -248,19 +258,23 @@ class RemoteService(RemoteJobs):
         params: dict[str, str] | None = None,
         body: Any = None,
         timeout: float | None = None,
+        base: str = "",
     ) -> bytes | None:
-        """One request, retried while its shard changes owner (a write refused for that
-        reason wrote nothing, so trying again is always safe)."""
+        """One request (to ``base``, default ``base_url``), retried while its shard changes
+        owner (a write refused for that reason wrote nothing, so trying again is always
+        safe)."""
         delay = 0.1
         for _ in range(8):
             try:
                 return await self._call_once(
-                    method, path, params=params, body=body, timeout=timeout
+                    method, path, params=params, body=body, timeout=timeout, base=base
                 )
             except ShardOwnershipLostError:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
-        return await self._call_once(method, path, params=params, body=body, timeout=timeout)
+        return await self._call_once(
+            method, path, params=params, body=body, timeout=timeout, base=base
+        )
 
     async def _call_once(
         self,
@@ -270,6 +284,7 @@ class RemoteService(RemoteJobs):
         params: dict[str, str] | None = None,
         body: Any = None,
         timeout: float | None = None,
+        base: str = "",
     ) -> bytes | None:
         """One request; the body bytes of a 2xx (None for 204), else the server's error."""
         session = self._open()
@@ -284,7 +299,7 @@ class RemoteService(RemoteJobs):
         try:
             async with session.request(
                 method,
-                self._url(path, params),
+                self._url(path, params, base),
                 data=data,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=limit),
@@ -297,10 +312,12 @@ class RemoteService(RemoteJobs):
                 problem = decode_problem(payload, response.status, response.reason or "")
         except TimeoutError:
             raise ServerUnavailableError(
-                f"{method} {path}: no answer from {self.base_url} within {limit:g} s"
+                f"{method} {path}: no answer from {base or self.base_url} within {limit:g} s"
             ) from None
         except aiohttp.ClientError as exc:
-            raise ServerUnavailableError(f"{method} {path}: {self.base_url}: {exc}") from None
+            raise ServerUnavailableError(
+                f"{method} {path}: {base or self.base_url}: {exc}"
+            ) from None
         raise error_from_problem(problem)
 
     async def _get(self, type_: type[T], path: str, **kwargs: Any) -> T:
@@ -308,6 +325,9 @@ class RemoteService(RemoteJobs):
         if data is None:
             raise ServerError(f"GET {path}: empty response", 204)
         return decode_response(data, type_)
+
+    async def _shard_owners(self) -> ShardOwners:
+        return await self._get(ShardOwners, f"{API_PREFIX}/cluster/shards")
 
     async def _post(self, type_: type[T], path: str, body: Any, **kwargs: Any) -> T:
         data = await self._call("POST", path, body=body, **kwargs)
@@ -335,9 +355,44 @@ class RemoteService(RemoteJobs):
     async def _start_many(
         self, items: Sequence[StartWorkflowRequest]
     ) -> list[StartWorkflowResponse | BaseException]:
+        """One ``start-many`` per shard owner (see :mod:`cadenza.frontend._shard_router`)."""
+        groups = await self._router.groups(items, lambda r: (r.namespace, r.workflow_id))
+        results: list[StartWorkflowResponse | BaseException | None] = [None] * len(items)
+
+        async def send(url: str, indices: list[int]) -> None:
+            batch = [items[i] for i in indices]
+            base = "" if url == self.base_url else url
+            try:
+                answers = await self._start_batch(batch, base)
+            except ServerUnavailableError:
+                if not base:
+                    raise
+                # Nothing answered: send them through our own server, which forwards them
+                # (a start that did land meanwhile is found again by its request id).
+                self._router.unreachable(url)
+                answers = await self._start_batch(batch, "")
+            for i, answer in zip(indices, answers, strict=True):
+                results[i] = answer
+
+        await asyncio.gather(*(send(url, indices) for url, indices in groups.items()))
+        if any(isinstance(r, ShardOwnershipLostError) for r in results):
+            self._router.forget()
+        return [
+            r if r is not None else ServerUnavailableError("start-many answered nothing")
+            for r in results
+        ]
+
+    async def _start_batch(
+        self, items: Sequence[StartWorkflowRequest], base: str
+    ) -> list[StartWorkflowResponse | BaseException]:
         reply = await self._post(
-            StartWorkflowsResponse, f"{API_PREFIX}/workflows/start-many", {"starts": list(items)}
+            StartWorkflowsResponse,
+            f"{API_PREFIX}/workflows/start-many",
+            {"starts": list(items)},
+            base=base,
         )
+        if len(reply.results) != len(items):
+            raise ServerError(f"start-many answered {len(reply.results)} of {len(items)}", 502)
         return [
             error_from_problem(r.problem)
             if r.problem is not None
