@@ -25,7 +25,10 @@ from cadenza.frontend._wire import (
     API_PREFIX,
     Accepted,
     ActivityCanceledBody,
+    ActivityResult,
     ActivityTaskBatch,
+    CompleteActivitiesBody,
+    CompleteActivitiesResponse,
     CompleteActivityBody,
     CompleteWorkflowTaskBody,
     CompleteWorkflowTaskResponse,
@@ -253,6 +256,39 @@ async def complete_activity(request: web.Request) -> web.Response:
         body.token, body.result, identity=body.identity
     )
     return json_response(Accepted(accepted=accepted))
+
+
+@routes.post(_W + "/activity-tasks/complete-many")
+async def complete_activities(request: web.Request) -> web.Response:
+    """Record several attempts' results. Each is recorded on its own (those that arrive
+    together share a group-commit transaction) and answered on its own: a refused one has its
+    problem detail in its result and never fails the others; those of another server's
+    shards are sent on to it, one request per owner."""
+    body: CompleteActivitiesBody = await _body(request, CompleteActivitiesBody)
+    engine = request.app[ENGINE]
+
+    async def one(item: CompleteActivityBody) -> ActivityResult:
+        try:
+            accepted = await engine.complete_activity(
+                item.token, item.result, identity=item.identity
+            )
+        except CadenzaError as exc:
+            return ActivityResult(problem=problem_from_error(exc, instance=request.path))
+        return ActivityResult(accepted=accepted)
+
+    results = await each_on_its_own(
+        "completions", body.completions, MAX_COMPLETIONS_PER_REQUEST, one
+    )
+    await forward_misdirected(
+        request,
+        "completions",
+        body.completions,
+        results,
+        lambda item: item.token.shard_id,
+        CompleteActivitiesBody,
+        CompleteActivitiesResponse,
+    )
+    return json_response(CompleteActivitiesResponse(results=results))
 
 
 @routes.post(_W + "/activity-tasks/fail")

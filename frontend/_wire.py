@@ -386,6 +386,28 @@ class CompleteActivityBody(_Body, kw_only=True):
     identity: str = ""
 
 
+class CompleteActivitiesBody(_Body, kw_only=True):
+    """``POST /api/v1/worker/activity-tasks/complete-many``: several attempts' results at once
+    (1 to 100), each recorded on its own as by ``complete``; the answer has one
+    :class:`ActivityResult` per completion, in order."""
+
+    completions: list[CompleteActivityBody]
+
+
+class ActivityResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One completion of an activity ``complete-many``: ``accepted`` (false: the attempt was
+    no longer current, nothing written), or the ``problem`` that refused it."""
+
+    accepted: bool | None = None
+    problem: Problem | None = None
+
+
+class CompleteActivitiesResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer of an activity ``complete-many``: one result per completion, in order."""
+
+    results: list[ActivityResult]
+
+
 class FailActivityBody(_Body, kw_only=True):
     """``POST /api/v1/worker/activity-tasks/fail``."""
 

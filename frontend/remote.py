@@ -60,6 +60,8 @@ from cadenza.frontend._wire import (
     ActivityCanceledBody,
     ActivityTaskBatch,
     CancelBody,
+    CompleteActivitiesBody,
+    CompleteActivitiesResponse,
     CompleteActivityBody,
     CompleteWorkflowTaskBody,
     CompleteWorkflowTaskResponse,
@@ -202,6 +204,9 @@ class RemoteService(RemoteJobs):
         self._starts = Coalescer[StartWorkflowRequest, StartWorkflowResponse](
             self._start_many, max_batch=_STARTS_PER_REQUEST
         )
+        self._activity_results = Coalescer[CompleteActivityBody, bool](
+            self._complete_activities, max_batch=_COMPLETIONS_PER_REQUEST
+        )
         self._router = ShardRouter(self.base_url, self._shard_owners)
         self._router.enabled = route_to_owners
 
@@ -221,6 +226,7 @@ class RemoteService(RemoteJobs):
         """Close the HTTP session; calls after this raise RuntimeError (idempotent)."""
         self._closed = True
         await self._completions.close()
+        await self._activity_results.close()
         await self._starts.close()
         if self._session is not None and not self._session.closed:
             await self._session.close()
@@ -933,13 +939,31 @@ class RemoteService(RemoteJobs):
     async def complete_activity(
         self, token: TaskToken, result: msgspec.Raw, *, identity: str = ""
     ) -> bool:
-        """Record an attempt's result; False when the attempt was no longer current."""
+        """Record an attempt's result; False when the attempt was no longer current.
+
+        Results reported while others are on their way travel together in the next request
+        (``activity-tasks/complete-many``); each is still recorded and answered on its own.
+        """
+        body = CompleteActivityBody(token=token, result=result, identity=identity)
+        try:
+            return await self._activity_results.call(body)
+        except ShardOwnershipLostError:
+            # Another server owns the run's shard: the single route is forwarded there.
+            reply = await self._post(Accepted, f"{API_PREFIX}/worker/activity-tasks/complete", body)
+            return reply.accepted
+
+    async def _complete_activities(
+        self, items: Sequence[CompleteActivityBody]
+    ) -> list[bool | BaseException]:
         reply = await self._post(
-            Accepted,
-            f"{API_PREFIX}/worker/activity-tasks/complete",
-            CompleteActivityBody(token=token, result=result, identity=identity),
+            CompleteActivitiesResponse,
+            f"{API_PREFIX}/worker/activity-tasks/complete-many",
+            CompleteActivitiesBody(completions=list(items)),
         )
-        return reply.accepted
+        return [
+            error_from_problem(r.problem) if r.problem is not None else bool(r.accepted)
+            for r in reply.results
+        ]
 
     async def fail_activity(
         self, token: TaskToken, failure: Failure, *, identity: str = ""

@@ -1,4 +1,5 @@
-"""Activity polls that take many attempts at once (``activity-tasks/poll-many``)."""
+"""Activity polls that take many attempts at once (``activity-tasks/poll-many``) and results
+that travel together (``activity-tasks/complete-many``)."""
 
 from __future__ import annotations
 
@@ -163,10 +164,14 @@ async def test_a_busy_worker_takes_many_attempts_per_poll(
             service = client.service
             polls = await _requests(service, "/api/v1/worker/activity-tasks/poll-many")
             singles = await _requests(service, "/api/v1/worker/activity-tasks/poll")
+            batches = await _requests(service, "/api/v1/worker/activity-tasks/complete-many")
+            one_by_one = await _requests(service, "/api/v1/worker/activity-tasks/complete")
         finally:
             await client.close()
         # 80 attempts, the first 40 waiting at once: far fewer polls than attempts.
         assert 0 < polls < count and singles == 0
+        # The results of attempts that finish together travel together.
+        assert 0 < batches < 2 * count and one_by_one == 0
     finally:
         await server.close()
         await engine.stop()
@@ -182,3 +187,51 @@ async def test_worker_rejects_a_bad_activity_tasks_per_poll(engine: Engine) -> N
                 activity_tasks_per_poll=bad,
             )
         assert info.value.field == "activity_tasks_per_poll"
+
+
+async def test_complete_many_answers_each_result_on_its_own(serve, engine: Engine, http) -> None:
+    url = await serve()
+    async with RemoteService(url) as service:
+        await _schedule(service, ["m-1", "m-2"], "mq")
+        tasks = await service.poll_activity_tasks("default", "mq", "w1", timeout=5, max_tasks=2)
+        assert len(tasks) == 2
+        first, second = (msgspec.to_builtins(t.token) for t in tasks)
+        bad = {"shard_id": first[0]}  # not a token at all
+        body = {
+            "completions": [
+                {"token": first, "result": 41},
+                {"token": first, "result": 42},  # the same attempt again: not current
+                {"token": second, "result": 7, "identity": "w1"},
+            ]
+        }
+        async with http.post(url + "/api/v1/worker/activity-tasks/complete-many", json=body) as r:
+            assert r.status == 200
+            results = (await r.json())["results"]
+        # The same attempt twice: one is recorded, the other finds it no longer current.
+        assert sorted(results[:2], key=str) == [{"accepted": False}, {"accepted": True}]
+        assert results[2] == {"accepted": True}
+        for wid in ("m-1", "m-2"):
+            _, events = await service.get_history("default", wid)
+            done = [e for e in events if e.event_type == "activity_task_completed"]
+            assert len(done) == 1
+        # A malformed item refuses the whole request, naming the field; nothing is written.
+        async with http.post(
+            url + "/api/v1/worker/activity-tasks/complete-many",
+            json={"completions": [{"token": bad, "result": 1}]},
+        ) as r:
+            assert r.status == 400
+            problem = await r.json()
+            assert "completions" in problem["field"]
+
+
+async def test_activity_complete_many_rejects_empty_and_oversized_batches(
+    serve, engine: Engine, http
+) -> None:
+    url = await serve()
+    route = url + "/api/v1/worker/activity-tasks/complete-many"
+    token = [0, "default", "x", "r", 5, 1]
+    for completions in ([], [{"token": token, "result": 1}] * 101):
+        async with http.post(route, json={"completions": completions}) as r:
+            assert r.status == 400
+            problem = await r.json()
+            assert problem["field"] == "completions" and str(len(completions)) in problem["reason"]

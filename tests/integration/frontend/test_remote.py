@@ -140,7 +140,7 @@ async def _run_fulfil_remotely(url: str, engine: Engine, until) -> None:
     # Every task went over HTTP (the server counted the worker protocol's requests), and the
     # hash chain verifies on the server and on the client side.
     text = await _metrics_text(url, token=TOKEN)
-    route = 'method="POST",route="/api/v1/worker/activity-tasks/complete",status="200"'
+    route = 'method="POST",route="/api/v1/worker/activity-tasks/complete-many",status="200"'
     assert f"cadenza_http_requests_total{{{route}}} 3.0" in text
     kinds = [e.event_type for e in events]
     assert kinds.count("activity_task_completed") == 3
