@@ -10,7 +10,9 @@ A :class:`ShardRouter` keeps the owners a server reported (``GET /api/v1/cluster
 for :data:`OWNERS_TTL_S`, and groups a batch's items by owner. It never decides correctness:
 a stale map only sends an item to a server that forwards it, an owner that cannot be reached
 is skipped (its items go to the client's own server) for :data:`UNREACHABLE_S`, and a server
-without the route (older) turns routing off.
+without the route (older) turns routing off. An owner whose address has another scheme than
+the client's own server is never used: a client that was given ``https://`` does not send its
+token to a plain ``http://`` address.
 """
 
 from __future__ import annotations
@@ -41,16 +43,24 @@ class ShardRouter:
     Args:
         home: The URL the client was given; items whose owner is unknown go there.
         read_owners: Fetches the owners from ``home`` (``GET /api/v1/cluster/shards``).
+        enabled: False: every item goes home (and the owners are never read).
     """
 
-    def __init__(self, home: str, read_owners: Callable[[], Awaitable[ShardOwners]]) -> None:
+    def __init__(
+        self,
+        home: str,
+        read_owners: Callable[[], Awaitable[ShardOwners]],
+        *,
+        enabled: bool = True,
+    ) -> None:
         self._home = home.rstrip("/")
+        self._scheme = self._home.split("://", 1)[0].lower()
         self._read_owners = read_owners
         self._owners: list[str | None] = []
         self._read_at = -float("inf")
         self._refresh = asyncio.Lock()
         self._unreachable: dict[str, float] = {}
-        self.enabled = True
+        self.enabled = enabled
 
     def forget(self) -> None:
         """Read the owners again before the next batch (an item reached a non-owner)."""
@@ -101,4 +111,7 @@ class ShardRouter:
             log.info("reading the shard owners from %s failed: %s", self._home, exc)
             self._owners = []
             return
-        self._owners = [None if o is None else o.rstrip("/") for o in answer.owners]
+        self._owners = [
+            o.rstrip("/") if o and o.split("://", 1)[0].lower() == self._scheme else None
+            for o in answer.owners
+        ]

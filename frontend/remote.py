@@ -163,9 +163,10 @@ class RemoteService(RemoteJobs):
             server to answer within it. Capped at ``request_timeout`` minus a margin.
         route_to_owners: Send each start straight to the server that owns its shard, at the
             address that server advertises (``GET /api/v1/cluster/shards``), instead of
-            letting ``base_url`` forward it (True). Turn it off when the servers' advertised
-            addresses cannot be reached from here; an owner that does not answer is skipped
-            by itself for 30 s.
+            letting ``base_url`` forward it (True). Only addresses of ``base_url``'s scheme are
+            used (an ``https://`` client never sends its token over plain HTTP). Turn it off
+            when the servers' advertised addresses cannot be reached from here; an owner that
+            does not answer is skipped by itself for 30 s.
 
     Raises:
         InvalidArgumentError: a URL that is not ``http(s)://host``, or a non-positive timeout.
@@ -207,8 +208,7 @@ class RemoteService(RemoteJobs):
         self._activity_results = Coalescer[CompleteActivityBody, bool](
             self._complete_activities, max_batch=_COMPLETIONS_PER_REQUEST
         )
-        self._router = ShardRouter(self.base_url, self._shard_owners)
-        self._router.enabled = route_to_owners
+        self._router = ShardRouter(self.base_url, self._shard_owners, enabled=route_to_owners)
 
     # ------------------------------------------------------------------ plumbing
 

@@ -87,3 +87,17 @@ async def test_a_failed_read_sends_everything_home_until_the_next_read() -> None
     assert set(await router.groups(IDS, _key)) == {HOME}
     router.forget()
     assert set(await router.groups(IDS, _key)) == {HOME, OTHER}
+
+
+async def test_an_https_client_never_routes_to_a_plain_http_owner() -> None:
+    owners = ShardOwners(shard_count=2, owners=["https://a:1", "http://b:2"])
+    router = ShardRouter("https://a:1", Reads(owners))
+    groups = await router.groups(IDS, _key)
+    assert set(groups) == {"https://a:1"}
+
+
+async def test_a_disabled_router_never_reads_the_owners() -> None:
+    reads = Reads(_owners())
+    router = ShardRouter(HOME, reads, enabled=False)
+    assert await router.groups(IDS, _key) == {HOME: list(range(len(IDS)))}
+    assert reads.calls == 0
