@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,13 +25,18 @@ MODULE = Path(__file__).parent / "gc_worker_module.py"
 
 @pytest.fixture
 def restored_gc() -> Iterator[None]:
-    """Whatever a test does to the collector is undone afterwards."""
+    """Whatever a test does to the collector, and the CLI to the root logger, is undone
+    afterwards (the commands run in this process here)."""
     saved = gc.get_threshold()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     try:
         yield
     finally:
         gc.set_threshold(*saved)
         gc.unfreeze()
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def free_port() -> int:
