@@ -1183,8 +1183,12 @@ class SqlStore:
                 .where(tk.sticky_worker == worker_id)
                 .values(sticky_worker=None, sticky_until_ms=None)
             )
+            # Only running runs can get another task; the status filter lets PostgreSQL read the
+            # partial index of running runs instead of every execution ever stored.
             await conn.execute(
-                update(t.executions).where(e.sticky_worker == worker_id).values(sticky_worker=None)
+                update(t.executions)
+                .where(e.status == "running", e.sticky_worker == worker_id)
+                .values(sticky_worker=None)
             )
             return int(result.rowcount or 0)
 

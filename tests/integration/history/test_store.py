@@ -425,3 +425,31 @@ async def test_a_busy_server_reuses_its_pooled_connections(pg_database_factory) 
         assert opened <= 13 + 2, f"{opened} sessions opened for 13 concurrent users"
     finally:
         await store.close()
+
+
+async def test_release_sticky_frees_the_running_runs_of_a_worker(fresh_url: str) -> None:
+    """A stopping worker's running runs may go to any worker; closed runs are left as they
+    are (they get no tasks, and skipping them keeps the statement off the closed majority)."""
+    store = SqlStore(fresh_url)
+    try:
+        await store.migrate()
+        insert = DriverSql(
+            "INSERT INTO executions (shard_id, run_id, namespace, workflow_id, workflow_type,"
+            " task_queue, status, start_time_ms, next_event_id, last_hash, state, sticky_worker)"
+            " VALUES (0, :run, 'default', :run, 'T', 'q', :status, 0, 3, '', '{}', :worker)"
+        )
+        rows = [
+            ("r-run", "running", "w1"),
+            ("r-done", "completed", "w1"),
+            ("r-other", "running", "w2"),
+        ]
+        async with store._hot(write=True) as driver:
+            for run, status, worker in rows:
+                await driver.submit(insert, {"run": run, "status": status, "worker": worker})
+        await store.release_sticky("w1")
+        read = DriverSql("SELECT run_id, sticky_worker FROM executions")
+        async with store._hot(write=False) as driver:
+            sticky = dict(await driver.fetch(read, {}))
+        assert sticky == {"r-run": None, "r-done": "w1", "r-other": "w2"}
+    finally:
+        await store.close()
