@@ -20,14 +20,13 @@ from cadenza.engine._retry import decide_retry
 from cadenza.engine._sync_match import claim_lease
 from cadenza.engine._validation import MAX_NAME_LENGTH, check_id
 from cadenza.engine._workflow_tasks import (
-    MAX_TASKS_PER_POLL,
     RETRY_VISIBLE_RESET,
     activity_timer_keys,
+    check_max_tasks,
     token_of,
 )
 from cadenza.history import (
     Failure,
-    InvalidArgumentError,
     PayloadTooLargeError,
     ShardOwnershipLostError,
     TaskChange,
@@ -109,10 +108,7 @@ class ActivityTaskOps:
         list means nothing came within the poll.
         """
         check_id("task_queue", task_queue, MAX_NAME_LENGTH)
-        if not 1 <= max_tasks <= MAX_TASKS_PER_POLL:
-            raise InvalidArgumentError(
-                "max_tasks", f"must be between 1 and {MAX_TASKS_PER_POLL}, got {max_tasks}"
-            )
+        check_max_tasks(max_tasks)
         await self.register_types(namespace, task_queue, "activity", activity_types)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.settings.poll_timeout if timeout is None else timeout)

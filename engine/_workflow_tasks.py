@@ -73,6 +73,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("cadenza.engine.workflow_tasks")
 
 MAX_TASKS_PER_POLL = 100
+
+
+def check_max_tasks(max_tasks: int) -> None:
+    """A poll's ``max_tasks`` is 1 to :data:`MAX_TASKS_PER_POLL`; else InvalidArgumentError."""
+    if not 1 <= max_tasks <= MAX_TASKS_PER_POLL:
+        raise InvalidArgumentError(
+            "max_tasks", f"must be between 1 and {MAX_TASKS_PER_POLL}, got {max_tasks}"
+        )
+
+
 """Most workflow tasks one poll may lease at once (``poll_workflow_tasks(max_tasks=…)``)."""
 
 
@@ -173,10 +183,7 @@ class WorkflowTaskOps:
         empty list means nothing came within the poll.
         """
         check_id("task_queue", task_queue, MAX_NAME_LENGTH)
-        if not 1 <= max_tasks <= MAX_TASKS_PER_POLL:
-            raise InvalidArgumentError(
-                "max_tasks", f"must be between 1 and {MAX_TASKS_PER_POLL}, got {max_tasks}"
-            )
+        check_max_tasks(max_tasks)
         await self.register_types(namespace, task_queue, "workflow", workflow_types)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.settings.poll_timeout if timeout is None else timeout)

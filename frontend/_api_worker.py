@@ -14,6 +14,7 @@ StaleTaskError``, which the remote client raises again as that class.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -150,21 +151,45 @@ async def complete_workflow_tasks(request: web.Request) -> web.Response:
     engine's group commit writes those that arrive together in one transaction) and answered
     on its own: a refused one (stale token, shard of another server) has its problem detail
     in its result and never fails the others."""
-    body: CompleteWorkflowTasksBody = await _body(request, CompleteWorkflowTasksBody)
     engine = request.app[ENGINE]
 
-    async def one(item: CompleteWorkflowTaskBody) -> CompletionResult:
-        try:
-            outcome = await engine.complete_workflow_task(
-                item.token,
-                item.commands,
-                identity=item.identity,
-                sticky=item.sticky,
-                force_new_task=item.force_new_task,
-            )
-        except CadenzaError as exc:
-            return CompletionResult(problem=problem_from_error(exc, instance=request.path))
+    async def record(item: CompleteWorkflowTaskBody) -> CompletionResult:
+        outcome = await engine.complete_workflow_task(
+            item.token,
+            item.commands,
+            identity=item.identity,
+            sticky=item.sticky,
+            force_new_task=item.force_new_task,
+        )
         return CompletionResult(outcome=outcome)
+
+    return await _completions(
+        request,
+        CompleteWorkflowTasksBody,
+        CompleteWorkflowTasksResponse,
+        CompletionResult,
+        record,
+    )
+
+
+async def _completions(
+    request: web.Request,
+    body_type: type[Any],
+    response_type: type[Any],
+    result_type: type[Any],
+    record: Callable[[Any], Awaitable[Any]],
+) -> web.Response:
+    """A ``complete-many`` route: ``record`` each of the body's completions on its own
+    (concurrently: those that reach the store together share a group commit); a refused one
+    gets ``result_type(problem=…)``; those of another server's shards are sent on to it, one
+    request per owner."""
+    body = await _body(request, body_type)
+
+    async def one(item: Any) -> Any:
+        try:
+            return await record(item)
+        except CadenzaError as exc:
+            return result_type(problem=problem_from_error(exc, instance=request.path))
 
     results = await each_on_its_own(
         "completions", body.completions, MAX_COMPLETIONS_PER_REQUEST, one
@@ -175,10 +200,10 @@ async def complete_workflow_tasks(request: web.Request) -> web.Response:
         body.completions,
         results,
         lambda item: item.token.shard_id,
-        CompleteWorkflowTasksBody,
-        CompleteWorkflowTasksResponse,
+        body_type,
+        response_type,
     )
-    return json_response(CompleteWorkflowTasksResponse(results=results))
+    return json_response(response_type(results=results))
 
 
 @routes.post(_W + "/workflow-tasks/fail")
@@ -264,31 +289,15 @@ async def complete_activities(request: web.Request) -> web.Response:
     together share a group-commit transaction) and answered on its own: a refused one has its
     problem detail in its result and never fails the others; those of another server's
     shards are sent on to it, one request per owner."""
-    body: CompleteActivitiesBody = await _body(request, CompleteActivitiesBody)
     engine = request.app[ENGINE]
 
-    async def one(item: CompleteActivityBody) -> ActivityResult:
-        try:
-            accepted = await engine.complete_activity(
-                item.token, item.result, identity=item.identity
-            )
-        except CadenzaError as exc:
-            return ActivityResult(problem=problem_from_error(exc, instance=request.path))
+    async def record(item: CompleteActivityBody) -> ActivityResult:
+        accepted = await engine.complete_activity(item.token, item.result, identity=item.identity)
         return ActivityResult(accepted=accepted)
 
-    results = await each_on_its_own(
-        "completions", body.completions, MAX_COMPLETIONS_PER_REQUEST, one
+    return await _completions(
+        request, CompleteActivitiesBody, CompleteActivitiesResponse, ActivityResult, record
     )
-    await forward_misdirected(
-        request,
-        "completions",
-        body.completions,
-        results,
-        lambda item: item.token.shard_id,
-        CompleteActivitiesBody,
-        CompleteActivitiesResponse,
-    )
-    return json_response(CompleteActivitiesResponse(results=results))
 
 
 @routes.post(_W + "/activity-tasks/fail")

@@ -61,20 +61,23 @@ class OwnerDirectory:
     async def address(self, shard_id: int) -> str | None:
         """``""`` if this server owns the shard, the owner's URL, or None while the shard has
         no live owner."""
-        if time.monotonic() - self._read_at > DIRECTORY_TTL_S:
-            async with self._refresh:
-                if time.monotonic() - self._read_at > DIRECTORY_TTL_S:
-                    await self._read()
+        await self._fresh()
         return self._addresses.get(shard_id)
 
     async def owners(self, own_address: str) -> list[str | None]:
         """Every shard's owner's URL in shard order (``own_address`` for this server's own,
         None for a shard without a live owner)."""
-        await self.address(0)
+        await self._fresh()
         return [
             own_address or None if address == "" else address
             for address in (self._addresses.get(i) for i in range(self._engine.shard_count))
         ]
+
+    async def _fresh(self) -> None:
+        if time.monotonic() - self._read_at > DIRECTORY_TTL_S:
+            async with self._refresh:
+                if time.monotonic() - self._read_at > DIRECTORY_TTL_S:
+                    await self._read()
 
     async def _read(self) -> None:
         engine = self._engine

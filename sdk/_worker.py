@@ -90,6 +90,22 @@ DEFAULT_MAX_CACHED_WORKFLOWS = 5000
 """Executions a worker keeps in memory between their tasks, unless told otherwise."""
 
 
+async def _take_free_slots(slots: asyncio.Semaphore, most: int) -> int:
+    """One slot to poll at all, then every free one up to ``most``: a busy queue fills them
+    all in one claim; an idle one answers with its first task. Returns how many were taken."""
+    await slots.acquire()
+    taken = 1
+    while taken < most and not slots.locked():
+        await slots.acquire()
+        taken += 1
+    return taken
+
+
+def _give_back(slots: asyncio.Semaphore, count: int) -> None:
+    for _ in range(count):
+        slots.release()
+
+
 class Worker:
     """Runs workflows and activities of one task queue.
 
@@ -307,13 +323,7 @@ class Worker:
     async def _poll_workflow_tasks(self) -> None:
         types = frozenset(self._workflows)
         while not self._stop.is_set():
-            # One slot to poll at all, then every free one up to the per-poll limit: a busy
-            # queue fills them all in one claim; an idle one answers with its first task.
-            await self._wt_slots.acquire()
-            slots = 1
-            while slots < self._tasks_per_poll and not self._wt_slots.locked():
-                await self._wt_slots.acquire()
-                slots += 1
+            slots = await _take_free_slots(self._wt_slots, self._tasks_per_poll)
             try:
                 infos = await self.service.poll_workflow_tasks(
                     self.namespace,
@@ -324,22 +334,18 @@ class Worker:
                     max_tasks=slots,
                 )
             except asyncio.CancelledError:
-                self._release_wt_slots(slots)
+                _give_back(self._wt_slots, slots)
                 raise
             except Exception:
-                self._release_wt_slots(slots)
+                _give_back(self._wt_slots, slots)
                 log.exception("polling workflow tasks failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
                 continue
-            self._release_wt_slots(slots - len(infos))
+            _give_back(self._wt_slots, slots - len(infos))
             for info in infos:
                 task = asyncio.create_task(self._handle_workflow_task(info))
                 self._running_wts.add(task)
                 task.add_done_callback(self._wt_done)
-
-    def _release_wt_slots(self, count: int) -> None:
-        for _ in range(count):
-            self._wt_slots.release()
 
     def _wt_done(self, task: asyncio.Task[Any]) -> None:
         self._running_wts.discard(task)
@@ -589,13 +595,7 @@ class Worker:
     async def _poll_activity_tasks(self) -> None:
         types = frozenset(self._activities)
         while not self._stop.is_set():
-            # As for workflow tasks: one free slot to poll, then every free one up to the
-            # per-poll limit.
-            await self._activity_slots.acquire()
-            slots = 1
-            while slots < self._activities_per_poll and not self._activity_slots.locked():
-                await self._activity_slots.acquire()
-                slots += 1
+            slots = await _take_free_slots(self._activity_slots, self._activities_per_poll)
             try:
                 infos = await self.service.poll_activity_tasks(
                     self.namespace,
@@ -606,20 +606,16 @@ class Worker:
                     max_tasks=slots,
                 )
             except asyncio.CancelledError:
-                self._release_activity_slots(slots)
+                _give_back(self._activity_slots, slots)
                 raise
             except Exception:
-                self._release_activity_slots(slots)
+                _give_back(self._activity_slots, slots)
                 log.exception("polling activity tasks failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
                 continue
-            self._release_activity_slots(slots - len(infos))
+            _give_back(self._activity_slots, slots - len(infos))
             for info in infos:
                 self._start_activity(info)
-
-    def _release_activity_slots(self, count: int) -> None:
-        for _ in range(count):
-            self._activity_slots.release()
 
     def _start_activity(self, task_info: ActivityTaskInfo) -> None:
         token = task_info.token
